@@ -1,0 +1,45 @@
+"""The standard seven-output `BertForSequenceClassification` (any encoder with a
+sequence-classification head) and how it is saved, so `from_pretrained` and
+`transformers.pipeline("text-classification", top_k=None)` load it with no custom code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.config import resolve_model
+from pipeline.decision import CONFIG_KEY, Thresholds
+from pipeline.schema import ID2LABEL, LABEL2ID
+
+
+def build_classifier(backbone: str):
+    """A fresh multi-label classifier with the seven LM-Action outputs on top of `backbone`."""
+    from transformers import AutoModelForSequenceClassification
+
+    return AutoModelForSequenceClassification.from_pretrained(
+        resolve_model(backbone),
+        num_labels=len(ID2LABEL),
+        id2label=dict(ID2LABEL),
+        label2id=dict(LABEL2ID),
+        problem_type="multi_label_classification",
+    )
+
+
+def load_tokenizer(backbone: str):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(resolve_model(backbone), use_fast=True)
+
+
+def set_thresholds(config, thresholds: Thresholds) -> None:
+    """Store decision thresholds in a model config (saved to config.json)."""
+    setattr(config, CONFIG_KEY, {k: round(float(v), 6) for k, v in thresholds.values.items()})
+
+
+def save_classifier(model, tokenizer, out_dir: str | Path, thresholds: Thresholds | None = None) -> Path:
+    """Save weights (safetensors), tokenizer and config with `decision_thresholds`."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    set_thresholds(model.config, thresholds or Thresholds.from_config(model.config))
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    return out

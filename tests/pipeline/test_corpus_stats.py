@@ -1,0 +1,54 @@
+"""The bundled seed corpus loads with zero schema errors and meets its balance, domain,
+language, length and contrast-pair rules, computed from the files themselves."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from pipeline.config import REPO_ROOT
+from pipeline.corpus_stats import CorpusRules, contrast_pairs, corpus_stats, rule_violations
+from pipeline.decision import DECISIONS
+from pipeline.schema import ATTRIBUTES
+
+
+def test_seed_corpus_meets_every_rule(seed_corpus):
+    assert rule_violations(seed_corpus) == []
+
+
+def test_seed_corpus_language_domain_and_balance(seed_corpus):
+    rules = CorpusRules()
+    stats = corpus_stats(seed_corpus)
+    assert stats.languages["en"] >= 4000 and stats.languages["ar"] >= 1000
+    assert len(stats.domains) >= 15
+    assert max(stats.domains.values()) / stats.rows <= rules.max_domain_share
+    for attribute in ATTRIBUTES:
+        for value in attribute.values:
+            assert stats.attributes[attribute.name][value] / stats.rows >= 0.20, (attribute.name, value)
+    assert all(stats.decisions[d] > 0 for d in DECISIONS)
+    assert set(stats.sources) == {"seed"}
+
+
+def test_contrast_pairs_differ_on_some_attribute(seed_corpus):
+    pairs = contrast_pairs(seed_corpus)
+    assert len(pairs) >= 800
+    written = (seed_corpus["contrast_of"] != "").sum()
+    assert len(pairs) == written, "every row marked as a contrast must differ from its partner"
+
+
+def test_corpus_stats_cli_prints_counts_and_fails_on_schema_violation(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "pipeline", "corpus-stats"], cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "within_boundaries" in out.stdout and "domain" in out.stdout and "all corpus rules hold" in out.stdout
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "id,text,lang,domain,feasible,legal,ethical,within_boundaries,reversible,risk\n"
+        "x-1,empty my trash,en,files,yes,yes,yes,yes,no,severe\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "pipeline", "corpus-stats", str(bad)], cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    assert out.returncode == 2
+    assert f"{bad}:2: column 'risk' = 'severe'" in out.stderr
