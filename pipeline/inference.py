@@ -39,6 +39,7 @@ class PredictorConfig:
     device: str | None = None  # torch only: cuda when available, else cpu
     onnx_file: str | None = None  # default: model_quantized.onnx, else model.onnx
     num_threads: int | None = None  # intra-op threads; None lets the runtime decide
+    torch_int8: bool = False  # torch only: dynamic int8 quantization of Linear layers (CPU)
 
 
 def _check_labels(id2label: dict, where: str) -> None:
@@ -94,9 +95,12 @@ class Predictor:
         self.device = self.config.device or ("cuda" if torch.cuda.is_available() else "cpu")
         if self.config.num_threads:
             torch.set_num_threads(self.config.num_threads)
-        model = AutoModelForSequenceClassification.from_pretrained(self.model_dir)
-        self._torch_model = model.eval().to(self.device)
-        self.backend_detail = f"torch {self.device}"
+        model = AutoModelForSequenceClassification.from_pretrained(self.model_dir).eval()
+        if self.config.torch_int8:
+            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+            self.device = "cpu"
+        self._torch_model = model.to(self.device)
+        self.backend_detail = f"torch {self.device}" + (" int8" if self.config.torch_int8 else "")
 
     def _init_onnx(self, path: Path) -> None:
         import onnxruntime as ort

@@ -1,0 +1,303 @@
+"""Text augmentation of the training split: random word deletion and swap, a typo model and,
+when an OpenAI-compatible endpoint is configured, LLM paraphrases.
+
+Augmented rows keep their source row's labels, language and domain; they get the id
+`<id>#<kind><k>` and the source `augment:<kind>`. Every random choice is seeded by
+`(seed, row id, copy)`, so the output does not depend on row order or on other rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from pipeline.schema import ID, MAX_WORDS, SOURCE, TEXT
+
+log = logging.getLogger(__name__)
+
+DELETION, SWAP, TYPO, PARAPHRASE = "deletion", "swap", "typo", "paraphrase"
+LOCAL_KINDS: tuple[str, ...] = (DELETION, SWAP, TYPO)
+
+# Words whose loss flips a label ("track her location *without* her knowing", "do *not*
+# send"): deletion and the typo model never touch them.
+PROTECTED_WORDS: frozenset[str] = frozenset(
+    """not no never without dont don't doesn't didn't isn't aren't won't can't cannot nobody
+    nothing none secretly unless except only consent permission
+    لا لم لن ما مش مو بدون دون غير بلا ليس ولا إلا الا سرا سراً""".split()
+)
+
+# Neighbouring keys on a QWERTY keyboard, for substitution typos in Latin script.
+_QWERTY_ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
+_NEIGHBOURS: dict[str, str] = {}
+for _r, _row in enumerate(_QWERTY_ROWS):
+    for _c, _ch in enumerate(_row):
+        near = [_row[j] for j in (_c - 1, _c + 1) if 0 <= j < len(_row)]
+        for _other in (_r - 1, _r + 1):
+            if 0 <= _other < len(_QWERTY_ROWS):
+                near += [_QWERTY_ROWS[_other][j] for j in (_c - 1, _c, _c + 1) if 0 <= j < len(_QWERTY_ROWS[_other])]
+        _NEIGHBOURS[_ch] = "".join(near)
+
+
+class AugmentError(ValueError):
+    """The augmentation config is invalid or the paraphrase endpoint answered badly."""
+
+
+@dataclass(frozen=True)
+class ParaphraseConfig:
+    """An OpenAI-compatible chat endpoint that writes paraphrases; answers are cached."""
+
+    base_url: str
+    model: str
+    copies: int = 1
+    api_key_env: str = "OPENAI_API_KEY"
+    temperature: float = 0.7
+    timeout_s: float = 60.0
+    cache_file: Path | None = None  # JSON lines {"key", "paraphrases"}; reused across runs
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Which augmentations run on the training split and how strongly."""
+
+    kinds: tuple[str, ...] = LOCAL_KINDS  # local kinds to draw from, one per copy
+    copies: int = 1  # local augmented copies per selected row (0 = none)
+    fraction: float = 1.0  # share of rows selected for local copies (chosen by seeded hash)
+    deletion_p: float = 0.1  # probability of deleting each unprotected word
+    swap_n: int = 1  # word pairs swapped
+    typo_p: float = 0.1  # probability of one typo in each unprotected word of 3+ characters
+    paraphrase: ParaphraseConfig | None = None  # LLM paraphrases when set
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        unknown = [k for k in self.kinds if k not in LOCAL_KINDS]
+        if unknown:
+            raise AugmentError(f"unknown augmentation kind(s) {unknown}; known: {list(LOCAL_KINDS)}")
+        if self.copies < 0 or self.swap_n < 0:
+            raise AugmentError("copies and swap_n must be >= 0")
+        for name in ("deletion_p", "typo_p", "fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise AugmentError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+
+
+@dataclass
+class AugmentResult:
+    """The augmented frame (originals first) and how many rows each kind added."""
+
+    frame: pd.DataFrame
+    added: dict[str, int] = field(default_factory=dict)
+
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
+def _protected(word: str) -> bool:
+    return re.sub(r"[^\w']", "", word.lower()) in PROTECTED_WORDS
+
+
+def random_deletion(text: str, p: float, rng: random.Random) -> str:
+    """Delete each unprotected word with probability `p`; at least one word is kept."""
+    words = _words(text)
+    kept = [w for w in words if _protected(w) or rng.random() >= p]
+    if not kept:
+        kept = [rng.choice(words)]
+    return " ".join(kept)
+
+
+def random_swap(text: str, n: int, rng: random.Random) -> str:
+    """Swap `n` random pairs of word positions."""
+    words = _words(text)
+    if len(words) < 2:
+        return text
+    for _ in range(n):
+        i, j = rng.sample(range(len(words)), 2)
+        words[i], words[j] = words[j], words[i]
+    return " ".join(words)
+
+
+def _typo_in_word(word: str, rng: random.Random) -> str:
+    i = rng.randrange(len(word))
+    ch = word[i]
+    edits = ["drop", "double", "transpose"]
+    if ch.lower() in _NEIGHBOURS:
+        edits.append("neighbour")
+    edit = rng.choice(edits)
+    if edit == "drop":
+        return word[:i] + word[i + 1 :]
+    if edit == "double":
+        return word[:i] + ch + word[i:]
+    if edit == "transpose":
+        if i == len(word) - 1:
+            i -= 1
+        return word[:i] + word[i + 1] + word[i] + word[i + 2 :]
+    sub = rng.choice(_NEIGHBOURS[ch.lower()])
+    return word[:i] + (sub.upper() if ch.isupper() else sub) + word[i + 1 :]
+
+
+def typos(text: str, p: float, rng: random.Random) -> str:
+    """With probability `p` per word of 3+ characters, one keyboard typo: a dropped, doubled or
+    transposed character, or (Latin letters) a neighbouring key."""
+    out = []
+    for word in _words(text):
+        if len(word) >= 3 and not _protected(word) and rng.random() < p:
+            word = _typo_in_word(word, rng)
+        out.append(word)
+    return " ".join(out)
+
+
+def _row_rng(seed: int, row_id: str, copy: int) -> random.Random:
+    digest = hashlib.sha256(f"{seed}\0{row_id}\0{copy}".encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "big"))
+
+
+def augment_text(text: str, kind: str, config: AugmentConfig, rng: random.Random) -> str:
+    """One augmented variant of `text` by the local augmentation `kind`."""
+    if kind == DELETION:
+        return random_deletion(text, config.deletion_p, rng)
+    if kind == SWAP:
+        return random_swap(text, config.swap_n, rng)
+    if kind == TYPO:
+        return typos(text, config.typo_p, rng)
+    raise AugmentError(f"unknown augmentation kind {kind!r}")
+
+
+def _copy_row(row: dict, text: str, kind: str, k: int) -> dict:
+    out = dict(row)
+    out[TEXT] = text
+    out[ID] = f"{row[ID]}#{kind}{k}"
+    out[SOURCE] = f"augment:{kind}"
+    return out
+
+
+def augment_frame(frame: pd.DataFrame, config: AugmentConfig) -> AugmentResult:
+    """The training frame with augmented copies appended; the input frame is not changed.
+
+    A copy identical to its source text (a one-word command, an unlucky draw) is not added.
+    """
+    added = {kind: 0 for kind in config.kinds}
+    new_rows: list[dict] = []
+    records = frame.to_dict("records")
+    if config.copies and config.kinds:
+        for row in records:
+            if _row_rng(config.seed, str(row[ID]), -1).random() >= config.fraction:
+                continue
+            text = str(row[TEXT])
+            seen = {text}
+            for k in range(config.copies):
+                rng = _row_rng(config.seed, str(row[ID]), k)
+                kind = rng.choice(config.kinds)
+                variant = augment_text(text, kind, config, rng)
+                if variant in seen:
+                    continue
+                seen.add(variant)
+                new_rows.append(_copy_row(row, variant, kind, k))
+                added[kind] += 1
+    if config.paraphrase is not None and config.paraphrase.copies > 0:
+        paraphrases = paraphrase_texts([str(r[TEXT]) for r in records], config.paraphrase)
+        added[PARAPHRASE] = 0
+        for row, variants in zip(records, paraphrases):
+            for k, variant in enumerate(variants):
+                new_rows.append(_copy_row(row, variant, PARAPHRASE, k))
+                added[PARAPHRASE] += 1
+    augmented = pd.DataFrame.from_records(new_rows, columns=frame.columns) if new_rows else frame.iloc[:0]
+    out = pd.concat([frame, augmented], ignore_index=True)
+    log.info("augmentation added %s rows to %d", added, len(frame))
+    return AugmentResult(out, added)
+
+
+# ---------------------------------------------------------------------------------------------
+# LLM paraphrases
+
+_PARAPHRASE_PROMPT = (
+    "Rewrite the following command that a user gives to a computer-using AI agent in {n} "
+    "different ways. Keep its exact meaning, intent, language and every detail that matters "
+    "(who, what, consent, negations); vary wording and sentence structure like different real "
+    "users would. Answer with a JSON list of {n} strings and nothing else.\n\nCommand: {text}"
+)
+
+
+def _cache_key(config: ParaphraseConfig, text: str) -> str:
+    return hashlib.sha256(f"{config.model}\0{config.copies}\0{text}".encode()).hexdigest()
+
+
+def _read_cache(path: Path | None) -> dict[str, list[str]]:
+    if path is None or not path.is_file():
+        return {}
+    cache: dict[str, list[str]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            entry = json.loads(line)
+            cache[entry["key"]] = entry["paraphrases"]
+    return cache
+
+
+def parse_paraphrases(answer: str, source: str, n: int) -> list[str]:
+    """The valid paraphrases in an LLM answer: a JSON list of strings (a fenced block is
+    accepted), each non-empty, within the corpus word limits and different from `source`."""
+    body = answer.strip()
+    fenced = re.search(r"```(?:json)?\s*(.*?)```", body, re.DOTALL)
+    if fenced:
+        body = fenced.group(1).strip()
+    try:
+        items = json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise AugmentError(f"paraphrase answer is not a JSON list: {answer[:200]!r}") from exc
+    if not isinstance(items, list):
+        raise AugmentError(f"paraphrase answer is not a JSON list: {answer[:200]!r}")
+    out: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            continue
+        text = " ".join(item.split())
+        if text and text != source and text not in out and 1 <= len(text.split()) <= MAX_WORDS:
+            out.append(text)
+    return out[:n]
+
+
+def paraphrase_texts(texts: Sequence[str], config: ParaphraseConfig) -> list[list[str]]:
+    """Up to `config.copies` paraphrases per text from the endpoint; answers already in the
+    cache file are reused and new ones are appended to it as they arrive."""
+    from openai import OpenAI
+    from tqdm.auto import tqdm
+
+    cache = _read_cache(config.cache_file)
+    client = OpenAI(
+        base_url=config.base_url,
+        api_key=os.environ.get(config.api_key_env) or "unused",
+        timeout=config.timeout_s,
+        max_retries=2,
+    )
+    if config.cache_file is not None:
+        config.cache_file.parent.mkdir(parents=True, exist_ok=True)
+    out: list[list[str]] = []
+    todo = [t for t in dict.fromkeys(texts) if _cache_key(config, t) not in cache]
+    for text in tqdm(todo, desc="paraphrase", unit="text", disable=not todo):
+        response = client.chat.completions.create(
+            model=config.model,
+            messages=[{"role": "user", "content": _PARAPHRASE_PROMPT.format(n=config.copies, text=text)}],
+            temperature=config.temperature,
+        )
+        answer = response.choices[0].message.content or ""
+        try:
+            variants = parse_paraphrases(answer, text, config.copies)
+        except AugmentError as exc:
+            log.warning("%s; text kept without paraphrases: %r", exc, text[:80])
+            variants = []
+        key = _cache_key(config, text)
+        cache[key] = variants
+        if config.cache_file is not None:
+            with config.cache_file.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"key": key, "paraphrases": variants}, ensure_ascii=False) + "\n")
+    for text in texts:
+        out.append(list(cache[_cache_key(config, text)]))
+    return out
+

@@ -1,0 +1,315 @@
+"""Normalized sentence embeddings with a sentence-transformers model, fast and cached on disk.
+
+`TextEmbedder.encode` tokenizes with the model's Rust tokenizer in parallel threads, sorts by
+token length (little padding), runs the model's own modules (transformer, pooling, normalize)
+batch by batch and returns L2-normalized float32 vectors in input order. Tokenizing the next
+chunk overlaps the model's work on the current one: for short commands on a GPU, tokenizing and
+padding, not the model, is where plain `SentenceTransformer.encode` spends its time.
+
+`EmbeddingCache` stores vectors under `<cache>/embeddings/<model key>/` keyed by a hash of the
+text, so a re-run embeds only texts it has not seen with that model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import queue
+import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from pipeline.config import resolve_model
+
+log = logging.getLogger(__name__)
+
+DIGEST_BYTES = 16
+
+
+def text_digest(text: str) -> bytes:
+    """The cache key of one text (BLAKE2b, 16 bytes, of its UTF-8 bytes)."""
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=DIGEST_BYTES).digest()
+
+
+def auto_device() -> str:
+    """`cuda` when a GPU is present, then `mps`, else `cpu`."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def model_key(model_name_or_path: str, max_seq_length: int | None) -> str:
+    """A folder name for one model's cache: a readable slug plus a hash of what changes vectors."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", model_name_or_path.rstrip("/").split("/")[-1])[:48]
+    digest = hashlib.blake2b(
+        f"{model_name_or_path}|{max_seq_length}|normalized".encode(), digest_size=6
+    ).hexdigest()
+    return f"{slug}-{digest}"
+
+
+def _split_keys(keys: np.ndarray) -> list[bytes]:
+    raw = keys.tobytes()
+    return [raw[i : i + DIGEST_BYTES] for i in range(0, len(raw), DIGEST_BYTES)]
+
+
+class EmbeddingCache:
+    """Append-only store of normalized vectors for one model, keyed by `text_digest`.
+
+    Each `put` writes one new part file (`part-NNNNN.npz`, written to a temporary name and
+    renamed), so an interrupted run loses at most the part it was writing.
+    """
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+        self._index: dict[bytes, int] = {}
+        self._vectors: list[np.ndarray] = []
+        self._rows = 0
+        self._parts = 0
+        if self.directory.is_dir():
+            for part in sorted(self.directory.glob("part-*.npz")):
+                with np.load(part) as data:
+                    keys, vectors = data["keys"], data["vectors"]
+                for i, key in enumerate(_split_keys(keys)):
+                    self._index.setdefault(key, self._rows + i)
+                self._vectors.append(vectors.astype(np.float32, copy=False))
+                self._rows += len(keys)
+                self._parts += 1
+        self._matrix: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __contains__(self, digest: bytes) -> bool:
+        return digest in self._index
+
+    def get(self, digests: Sequence[bytes]) -> np.ndarray:
+        """The cached vectors of `digests` (every one must be cached), in order."""
+        if self._matrix is None:
+            self._matrix = np.concatenate(self._vectors) if self._vectors else np.zeros((0, 0), np.float32)
+        return self._matrix[[self._index[d] for d in digests]]
+
+    def put(self, digests: Sequence[bytes], vectors: np.ndarray) -> None:
+        """Store new vectors (one part file)."""
+        if not len(digests):
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        # Raw uint8 rows: numpy's fixed-width bytes dtype would drop trailing zero bytes.
+        keys = np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(-1, DIGEST_BYTES)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        final = self.directory / f"part-{self._parts:05d}.npz"
+        tmp = final.with_suffix(".tmp.npz")
+        np.savez(tmp, keys=keys, vectors=vectors)
+        os.replace(tmp, final)
+        for i, key in enumerate(digests):
+            self._index.setdefault(key, self._rows + i)
+        self._vectors.append(vectors)
+        self._rows += len(keys)
+        self._parts += 1
+        self._matrix = None
+
+
+class TextEmbedder:
+    """A sentence-transformers model that turns texts into normalized float32 vectors.
+
+    `device="auto"` picks the GPU when present; `batch_size=0` picks 1024 on a GPU, 64 on CPU;
+    `dtype="auto"` is float16 on a GPU, float32 on CPU. `cache_dir` (optional) enables the disk
+    cache; `stats` counts texts embedded and texts served from the cache.
+    """
+
+    def __init__(
+        self,
+        model_name_or_path: str,
+        device: str = "auto",
+        batch_size: int = 0,
+        cache_dir: str | Path | None = None,
+        dtype: str = "auto",
+        tokenizer_threads: int = 0,
+        chunk_size: int = 32768,
+    ):
+        self.model_name = model_name_or_path
+        self.device = auto_device() if device == "auto" else device
+        on_gpu = self.device.startswith("cuda")
+        self.batch_size = batch_size or (1024 if on_gpu else 64)
+        self.dtype = ("float16" if on_gpu else "float32") if dtype == "auto" else dtype
+        self.tokenizer_threads = tokenizer_threads or max(1, min(16, os.cpu_count() or 1))
+        self.chunk_size = chunk_size
+        self._cache_root = Path(cache_dir) if cache_dir is not None else None
+        self._model = None
+        self._backend = None
+        self._cache: EmbeddingCache | None = None
+        self.stats = {"embedded": 0, "cached": 0}
+
+    # -- model ---------------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        if self._model is not None:
+            return
+        import torch
+        from sentence_transformers import SentenceTransformer
+        from tokenizers import Tokenizer
+
+        model = SentenceTransformer(resolve_model(self.model_name), device=self.device)
+        if self.dtype == "float16":
+            model = model.half()
+        elif self.dtype == "bfloat16":
+            model = model.to(torch.bfloat16)
+        model.eval()
+        tokenizer = model.tokenizer
+        if tokenizer is None or not getattr(tokenizer, "is_fast", False):
+            raise ValueError(f"{self.model_name}: a text model with a fast (Rust) tokenizer is needed")
+        # A private copy of the Rust tokenizer: truncation set here, no padding (done per batch).
+        backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+        backend.no_padding()
+        max_len = model.max_seq_length or tokenizer.model_max_length
+        backend.enable_truncation(max_length=int(max_len))
+        self._model = model
+        self._backend = backend
+        self._pad_id = tokenizer.pad_token_id or 0
+        self._pad_left = tokenizer.padding_side == "left"
+        self._max_len = int(max_len)
+        self._wants_token_types = "token_type_ids" in tokenizer.model_input_names
+
+    @property
+    def dimension(self) -> int:
+        self._load()
+        dim = self._model.get_embedding_dimension()
+        if dim is None:
+            dim = self._encode_uncached_batches(["a"]).shape[1]
+        return int(dim)
+
+    @property
+    def cache(self) -> EmbeddingCache | None:
+        if self._cache is None and self._cache_root is not None:
+            self._load()
+            key = model_key(self.model_name, self._max_len)
+            self._cache = EmbeddingCache(self._cache_root / "embeddings" / key)
+        return self._cache
+
+    # -- encoding ------------------------------------------------------------------------------
+
+    def encode(self, texts: Sequence[str], progress: bool = True) -> np.ndarray:
+        """(n, dim) L2-normalized float32 vectors of `texts`, in order; cached ones are reused."""
+        texts = [str(t) for t in texts]
+        self._load()
+        cache = self.cache
+        if cache is None:
+            vectors = self._encode_uncached(texts, progress)
+            self.stats["embedded"] += len(texts)
+            return vectors
+        digests = [text_digest(t) for t in texts]
+        missing: dict[bytes, str] = {}
+        for digest, text in zip(digests, texts):
+            if digest not in cache and digest not in missing:
+                missing[digest] = text
+        if missing:
+            log.info("embedding %d new text(s) with %s (%d cached)", len(missing), self.model_name, len(texts) - len(missing))
+            cache.put(list(missing), self._encode_uncached(list(missing.values()), progress))
+        self.stats["embedded"] += len(missing)
+        self.stats["cached"] += len(texts) - len(missing)
+        return cache.get(digests)
+
+    def _tokenize(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of `texts`, tokenized in parallel threads (the Rust tokenizer frees the GIL)."""
+        if not texts:
+            return []
+        parts = max(1, min(self.tokenizer_threads, len(texts) // 256))
+        step = -(-len(texts) // parts)
+        slices = [texts[i : i + step] for i in range(0, len(texts), step)]
+        if len(slices) == 1:
+            encoded = [self._backend.encode_batch_fast(slices[0])]
+        else:
+            with ThreadPoolExecutor(len(slices)) as pool:
+                encoded = list(pool.map(self._backend.encode_batch_fast, slices))
+        return [e.ids for part in encoded for e in part]
+
+    def _batches(self, texts: list[str]) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+        """(positions, padded features) batches: chunks of texts in character-length order,
+        then token-length order inside a chunk, padded to the batch's longest sequence."""
+        order = np.argsort(np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts)), kind="stable")
+        for start in range(0, len(order), self.chunk_size):
+            chunk = order[start : start + self.chunk_size]
+            ids = self._tokenize([texts[i] for i in chunk])
+            lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+            by_length = np.argsort(lengths, kind="stable")
+            for b in range(0, len(by_length), self.batch_size):
+                members = by_length[b : b + self.batch_size]
+                width = int(lengths[members].max())
+                input_ids = np.full((len(members), width), self._pad_id, dtype=np.int64)
+                mask = np.zeros((len(members), width), dtype=np.int64)
+                for row, m in enumerate(members):
+                    n = lengths[m]
+                    if self._pad_left:
+                        input_ids[row, width - n :] = ids[m]
+                        mask[row, width - n :] = 1
+                    else:
+                        input_ids[row, :n] = ids[m]
+                        mask[row, :n] = 1
+                features = {"input_ids": input_ids, "attention_mask": mask}
+                if self._wants_token_types:
+                    features["token_type_ids"] = np.zeros_like(input_ids)
+                yield chunk[members], features
+
+    def _encode_uncached(self, texts: list[str], progress: bool) -> np.ndarray:
+        if not texts:
+            return np.empty((0, self.dimension), dtype=np.float32)
+        return self._encode_uncached_batches(texts, progress)
+
+    def _encode_uncached_batches(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        import torch
+        from tqdm.auto import tqdm
+
+        out: np.ndarray | None = None
+        on_gpu = self.device.startswith("cuda")
+        # Batches are made in a background thread so tokenizing overlaps the model's forward.
+        ready: queue.Queue = queue.Queue(maxsize=8)
+        failure: list[BaseException] = []
+
+        def produce() -> None:
+            try:
+                for positions, features in self._batches(texts):
+                    tensors = {k: torch.from_numpy(v) for k, v in features.items()}
+                    if on_gpu:
+                        tensors = {k: v.pin_memory() for k, v in tensors.items()}
+                    ready.put((positions, tensors))
+            except BaseException as exc:  # re-raised in the consuming thread
+                failure.append(exc)
+            finally:
+                ready.put(None)
+
+        producer = threading.Thread(target=produce, name="tokenize", daemon=True)
+        producer.start()
+        bar = tqdm(total=len(texts), desc="embed", unit="text", disable=not progress, leave=False)
+        pending: list[tuple[np.ndarray, torch.Tensor]] = []
+        with torch.inference_mode():
+            while (item := ready.get()) is not None:
+                positions, tensors = item
+                features = {k: v.to(self.device, non_blocking=True) for k, v in tensors.items()}
+                emb = self._model(features)["sentence_embedding"]
+                emb = torch.nn.functional.normalize(emb.float(), p=2, dim=1)
+                pending.append((positions, emb))
+                if out is None:
+                    out = np.empty((len(texts), emb.shape[1]), dtype=np.float32)
+                if len(pending) >= 16:
+                    self._drain(pending, out)
+                bar.update(len(positions))
+            self._drain(pending, out)
+        bar.close()
+        producer.join()
+        if failure:
+            raise failure[0]
+        return out
+
+    @staticmethod
+    def _drain(pending: list, out: np.ndarray) -> None:
+        for positions, emb in pending:
+            out[positions] = emb.cpu().numpy()
+        pending.clear()

@@ -1,0 +1,880 @@
+"""`generate`: grow the corpus with commands written by LLMs, balanced towards a target
+distribution, through a resumable job database.
+
+Steps: read the models file (generator endpoints; keys from environment variables), count the
+corpus (data/seed + build/generated + accepted rows not exported yet), plan jobs for the cells
+short of the target (pipeline.balance), let async workers run them against every provider
+(pipeline.llm) with each result checked against the schema and the requested labels, then
+export the accepted rows to build/generated/generated.csv in the corpus format.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Iterable, Mapping, Sequence
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from pipeline.balance import (
+    DEFAULT_PROFILES,
+    BalancePlan,
+    BalanceTarget,
+    Profile,
+    cell_counts,
+    plan_requests,
+    requested_cells,
+)
+from pipeline.config import REPO_ROOT, SEED_DIR, BuildLayout, ConfigError, stage_config, to_dict
+from pipeline.jobs import (
+    AGREED,
+    DISAGREED,
+    DONE,
+    ERROR,
+    FAILED,
+    GENERATE,
+    OK,
+    PENDING,
+    REJECTED,
+    RUNNING,
+    Claim,
+    GeneratedRow,
+    JobDB,
+    Rejection,
+    ResponseRecord,
+    database_url,
+    worker_id,
+)
+from pipeline.llm import ChatClient, Completion, Endpoint, LLMError, ModelsFile, available_endpoints, load_models_file
+from pipeline.schema import (
+    ATTRIBUTE_NAMES,
+    ATTRIBUTES,
+    ATTRIBUTES_BY_NAME,
+    CONTRAST_OF,
+    CORPUS_COLUMNS,
+    DOMAIN,
+    DOMAINS,
+    ID,
+    LANG,
+    SOURCE,
+    TEXT,
+    corpus_files,
+    load_corpus,
+)
+
+log = logging.getLogger(__name__)
+
+PROMPT_VERSION = "generate-v1"
+EXPORT_NAME = "generated.csv"
+SUMMARY_NAME = "generate_summary.json"
+LABELING_GUIDE = SEED_DIR / "LABELING.md"
+LANGUAGE_NAMES = {"en": "English", "ar": "Arabic (Modern Standard Arabic or a common dialect)"}
+# Rotated per job so that batches for the same cell read differently.
+STYLE_HINTS: tuple[str, ...] = (
+    "casual and short, the way people type into a chat box",
+    "polite and complete sentences",
+    "terse imperative, like a power user",
+    "with concrete names, file paths, amounts or dates",
+    "as questions that are really requests (\"can you ...?\")",
+    "multi-step requests joined with 'and then'",
+    "with small typos and lowercase, as typed on a phone",
+    "indirect or technical wording",
+)
+# Reasons a generated command (or a whole response) is rejected.
+REASONS: dict[str, str] = {
+    "bad_json": "the response is not the JSON object asked for",
+    "missing_field": "an item lacks text, labels or one of the six attributes",
+    "bad_value": "a value is not allowed by the schema",
+    "wrong_labels": "the labels differ from the labels asked for",
+    "wrong_domain": "the item names another domain than the one asked for",
+    "wrong_language": "the text is not in the language asked for",
+    "length": "the text is too short or too long",
+    "duplicate": "the text repeats a corpus row or another generated command",
+    "too_many": "more commands than asked for",
+}
+ARABIC_RANGES = ((0x0600, 0x06FF), (0x0750, 0x077F), (0x08A0, 0x08FF), (0xFB50, 0xFDFF), (0xFE70, 0xFEFF))
+
+
+@dataclass
+class GenerateConfig:
+    """The `[generate]` table of a preset (labeling settings included)."""
+
+    # TOML/YAML file listing `[[generators]]` and `[[labelers]]` (configs/generators.example.toml).
+    models_file: str = "configs/generators.toml"
+    # Environment variable holding the job database URL (PostgreSQL); unset: build/jobs.sqlite.
+    db_url_env: str = "LM_ACTION_JOBS_DB"
+    # Folder of the hand-written corpus; empty: data/seed.
+    seed_dir: str = ""
+    # The corpus size to reach; runs plan only the rows still missing.
+    target_rows: int = 8000
+    # Rows requested by one run at most.
+    max_rows_per_run: int = 1000
+    # Commands asked for in one prompt.
+    batch_size: int = 10
+    # Target shares; empty domain_shares: every domain alike.
+    language_shares: dict[str, float] = field(default_factory=lambda: {"en": 0.75, "ar": 0.25})
+    domain_shares: dict[str, float] = field(default_factory=dict)
+    profiles: list[Profile] = field(default_factory=lambda: list(DEFAULT_PROFILES))
+    # Accepted command length in words.
+    min_words: int = 3
+    max_words: int = 60
+    # Attempts per job (a failed call, a response with no valid command, a lost worker).
+    max_attempts: int = 4
+    # Seconds before a failed attempt is tried again.
+    retry_delay_s: float = 10.0
+    # A running job whose worker sent no heartbeat for this long is taken over.
+    lease_seconds: float = 120.0
+    # Seconds between checks for retries that are due or jobs held by other workers.
+    poll_seconds: float = 2.0
+    seed: int = 0
+    # Labeling (`label` stage): rows per labeler prompt, labeler share that must agree with
+    # the generator's labels on `label_attributes`, and planning rounds per run.
+    label_batch_size: int = 20
+    label_quorum: float = 1.0
+    label_attributes: list[str] = field(default_factory=lambda: list(ATTRIBUTE_NAMES))
+    label_rounds: int = 3
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.label_attributes) - set(ATTRIBUTE_NAMES))
+        if unknown:
+            raise ConfigError(f"generate.label_attributes: unknown attribute(s) {', '.join(unknown)}")
+        if not 0 < self.label_quorum <= 1:
+            raise ConfigError("generate.label_quorum must be in (0, 1]")
+        if self.min_words < 1 or self.max_words < self.min_words:
+            raise ConfigError("generate.min_words/max_words must satisfy 1 <= min <= max")
+        if self.max_attempts < 1 or self.batch_size < 1 or self.label_batch_size < 1:
+            raise ConfigError("generate.max_attempts, batch_size and label_batch_size must be >= 1")
+
+    def target(self) -> BalanceTarget:
+        return BalanceTarget(
+            total_rows=self.target_rows,
+            profiles=tuple(self.profiles),
+            domain_shares=self.domain_shares,
+            language_shares=self.language_shares,
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs: models file, database, corpus
+
+
+def models_path(config: GenerateConfig, override: str | os.PathLike | None = None) -> Path:
+    """The models file: the CLI path, else the config's, relative to the cwd or the repo."""
+    path = Path(override or config.models_file)
+    if not path.is_absolute() and not path.exists() and (REPO_ROOT / path).exists():
+        return REPO_ROOT / path
+    return path
+
+
+def read_models(path: Path) -> ModelsFile | None:
+    """The models file, or None when there is none."""
+    return load_models_file(path) if path.is_file() else None
+
+
+def job_db_url(config: GenerateConfig, layout: BuildLayout, override: str | None = None) -> str:
+    """The job database: `--db`, else `$<db_url_env>`, else build/jobs.sqlite."""
+    url = override or (os.environ.get(config.db_url_env, "") if config.db_url_env else "")
+    return database_url(url, layout.jobs_db)
+
+
+def seed_dir(config: GenerateConfig) -> Path:
+    return Path(config.seed_dir) if config.seed_dir else SEED_DIR
+
+
+def load_current_corpus(config: GenerateConfig, layout: BuildLayout) -> pd.DataFrame:
+    """The corpus as the balancer sees it: seed files plus build/generated files."""
+    files = corpus_files(seed_dir(config)) + corpus_files(layout.generated)
+    if not files:
+        return pd.DataFrame(columns=list(CORPUS_COLUMNS))
+    return load_corpus(files)
+
+
+def corpus_with_db_rows(corpus: pd.DataFrame, db_rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """`corpus` plus the accepted DB rows it does not hold yet (not exported, or rejected by
+    labelers: those are left out)."""
+    known = set(corpus[ID]) if len(corpus) else set()
+    extra = [
+        {c: r.get(c, "") or "" for c in CORPUS_COLUMNS}
+        for r in db_rows
+        if r["id"] not in known and r.get("verdict") != DISAGREED
+    ]
+    if not extra:
+        return corpus
+    return pd.concat([corpus, pd.DataFrame(extra)], ignore_index=True)
+
+
+def normalize_text(text: str) -> str:
+    """Case- and spacing-insensitive form of a command, for duplicate checks and ids."""
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def row_id(lang: str, text: str) -> str:
+    """`gen-<hash>` of the language and normalized text: equal commands get equal ids."""
+    digest = hashlib.sha1(f"{lang}\n{normalize_text(text)}".encode("utf-8")).hexdigest()
+    return f"gen-{digest[:12]}"
+
+
+def arabic_share(text: str) -> float:
+    """Share of Arabic-script letters among the letters of `text`."""
+    letters = [ch for ch in text if ch.isalpha()]
+    if not letters:
+        return 0.0
+    arabic = sum(any(lo <= ord(ch) <= hi for lo, hi in ARABIC_RANGES) for ch in letters)
+    return arabic / len(letters)
+
+
+# ---------------------------------------------------------------------------------------------
+# Prompts
+
+
+def labeling_guide(path: Path = LABELING_GUIDE) -> str:
+    """The attribute definitions and hard cases of the labeling guide, or the schema's short
+    meanings when the guide is missing."""
+    if path.is_file():
+        text = path.read_text(encoding="utf-8")
+        sections = re.split(r"(?m)^## ", text)
+        kept = [s for s in sections if s.startswith(("The attributes", "Hard cases"))]
+        if kept:
+            return "\n".join("## " + s.strip() for s in kept)
+    return "\n".join(f"- {a.name} ({'/'.join(a.values)}): {a.meaning}" for a in ATTRIBUTES)
+
+
+def describe_labels(labels: Mapping[str, str]) -> str:
+    lines = []
+    for name in ATTRIBUTE_NAMES:
+        attribute = ATTRIBUTES_BY_NAME[name]
+        value = labels[name]
+        if attribute.is_binary:
+            truth = "true" if value == "yes" else "NOT true"
+            lines.append(f"- {name} = {value}: it is {truth} that {attribute.meaning}")
+        else:
+            lines.append(f"- {name} = {value}: {attribute.meaning} is {value}")
+    return "\n".join(lines)
+
+
+def generation_messages(spec: Mapping[str, Any], guide: str) -> list[dict[str, str]]:
+    """The chat messages asking for `spec["n"]` commands of one cell."""
+    style = STYLE_HINTS[int(spec.get("variant", 0)) % len(STYLE_HINTS)]
+    request = {k: spec[k] for k in ("n", "lang", "domain", "labels")}
+    example = {"commands": [{"text": "...", "labels": dict(spec["labels"])}]}
+    system = (
+        "You write realistic commands that people type or say to a software agent that acts on "
+        "their computer and online accounts (a Large Action Model). Every command carries six "
+        "labels defined by this guide:\n\n"
+        f"{guide}\n\nReply with one JSON object and nothing else."
+    )
+    user = (
+        f"Write {spec['n']} different commands in {LANGUAGE_NAMES[spec['lang']]} for the domain "
+        f"\"{spec['domain']}\". Every command must have exactly these labels:\n"
+        f"{describe_labels(spec['labels'])}\n\n"
+        f"Style: {style}. Vary the wording, length and details; each command is one line of "
+        "3 to 60 words, written as the user would write it, without numbering and without "
+        "mentioning the labels.\n\n"
+        f"Request: {json.dumps(request, ensure_ascii=False)}\n\n"
+        "Answer with JSON of this shape, one entry per command, repeating the labels:\n"
+        f"{json.dumps(example, ensure_ascii=False)}"
+    )
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def prompt_version(guide: str) -> str:
+    """The prompt version plus a hash of the guide it embeds (the guide may change)."""
+    return f"{PROMPT_VERSION}+{hashlib.sha1(guide.encode('utf-8')).hexdigest()[:8]}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Checking a response
+
+
+@dataclass
+class ParsedCommands:
+    """The accepted rows of one response and every rejection (with reasons)."""
+
+    rows: list[GeneratedRow] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+
+    @property
+    def reasons(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.rejections:
+            out[r.reason] = out.get(r.reason, 0) + 1
+        return out
+
+
+def parse_json_object(content: str) -> Any:
+    """JSON from a reply, allowing one surrounding Markdown code fence; raises ValueError."""
+    text = content.strip()
+    fence = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", text, flags=re.DOTALL)
+    if fence:
+        text = fence.group(1)
+    return json.loads(text)
+
+
+def parse_commands(
+    content: str,
+    spec: Mapping[str, Any],
+    source: str,
+    config: GenerateConfig,
+    known_texts: set[str] | frozenset[str] = frozenset(),
+) -> ParsedCommands:
+    """Check a generator reply against the schema and the request; never drop silently."""
+    out = ParsedCommands()
+    try:
+        data = parse_json_object(content)
+    except ValueError as exc:
+        out.rejections.append(Rejection("bad_json", str(exc), content[:2000]))
+        return out
+    items = data.get("commands") if isinstance(data, dict) else data
+    if not isinstance(items, list):
+        detail = "expected an object with a `commands` list"
+        out.rejections.append(Rejection("bad_json", detail, content[:2000]))
+        return out
+    wanted = spec["labels"]
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        text = item.get("text") if isinstance(item, dict) else None
+        shown = text if isinstance(text, str) else json.dumps(item, ensure_ascii=False)[:500]
+
+        def reject(reason: str, detail: str) -> None:
+            out.rejections.append(Rejection(reason, detail, shown, item=index))
+
+        if index >= int(spec["n"]):
+            reject("too_many", f"asked for {spec['n']}")
+            continue
+        if not isinstance(item, dict):
+            reject("missing_field", "item is not an object")
+            continue
+        if not isinstance(text, str) or not text.strip():
+            reject("missing_field", "no `text`")
+            continue
+        if "\n" in text.strip():
+            reject("bad_value", "text spans several lines")
+            continue
+        given = item.get("labels")
+        if not isinstance(given, dict):
+            reject("missing_field", "no `labels` object")
+            continue
+        missing = [name for name in ATTRIBUTE_NAMES if name not in given]
+        if missing:
+            reject("missing_field", f"labels lack {', '.join(missing)}")
+            continue
+        values = {name: str(given[name]).strip().lower() for name in ATTRIBUTE_NAMES}
+        bad = [n for n in ATTRIBUTE_NAMES if values[n] not in ATTRIBUTES_BY_NAME[n].values]
+        if bad:
+            reject("bad_value", ", ".join(f"{n}={given[n]!r}" for n in bad))
+            continue
+        wrong = [n for n in ATTRIBUTE_NAMES if values[n] != wanted[n]]
+        if wrong:
+            reject("wrong_labels", ", ".join(f"{n}: got {values[n]}, asked {wanted[n]}" for n in wrong))
+            continue
+        if "domain" in item and item["domain"] != spec["domain"]:
+            reject("wrong_domain", f"got {item['domain']!r}, asked {spec['domain']!r}")
+            continue
+        if "lang" in item and item["lang"] != spec["lang"]:
+            reject("wrong_language", f"got {item['lang']!r}, asked {spec['lang']!r}")
+            continue
+        text = text.strip()
+        words = len(text.split())
+        if not config.min_words <= words <= config.max_words:
+            reject("length", f"{words} words, need {config.min_words}-{config.max_words}")
+            continue
+        share = arabic_share(text)
+        if (spec["lang"] == "ar" and share < 0.5) or (spec["lang"] == "en" and share > 0.1):
+            reject("wrong_language", f"{share:.0%} Arabic letters for lang={spec['lang']}")
+            continue
+        key = normalize_text(text)
+        if key in known_texts or key in seen:
+            reject("duplicate", "same text as a corpus row" if key in known_texts else "repeated in reply")
+            continue
+        seen.add(key)
+        out.rows.append(
+            GeneratedRow(row_id(spec["lang"], text), text, spec["lang"], spec["domain"], values, source)
+        )
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Planning
+
+
+def plan_generation(
+    db: JobDB,
+    config: GenerateConfig,
+    endpoints: Sequence[Endpoint],
+    corpus: pd.DataFrame,
+) -> BalancePlan:
+    """Add jobs for the cells short of the target; open jobs count as already requested.
+
+    Runs under the plan lock, so two workers starting together plan once. Jobs go to the
+    generators by weight (smooth weighted round robin, in name order).
+    """
+    weighted = sorted((e for e in endpoints if e.provider.weight > 0), key=lambda e: e.provider.name)
+    target = config.target()
+
+    def plan(conn: Any) -> BalancePlan:
+        counts = cell_counts(corpus_with_db_rows(corpus, db.accepted_rows_conn(conn)))
+        open_specs = [spec for _, spec in db.open_specs(conn, GENERATE)]
+        result = plan_requests(
+            target,
+            counts,
+            requested_cells(open_specs),
+            max_rows=config.max_rows_per_run if weighted else 0,
+            batch_size=config.batch_size,
+            seed=config.seed,
+        )
+        start = db.count_jobs_conn(conn, GENERATE)
+        specs = []
+        credit = {e.provider.name: 0.0 for e in weighted}
+        total_weight = sum(e.provider.weight for e in weighted)
+        for i, request in enumerate(result.requests):
+            for e in weighted:
+                credit[e.provider.name] += e.provider.weight
+            chosen = max(weighted, key=lambda e: credit[e.provider.name])
+            credit[chosen.provider.name] -= total_weight
+            specs.append(
+                (
+                    chosen.provider.name,
+                    {
+                        "n": request.n,
+                        "lang": request.cell.lang,
+                        "domain": request.cell.domain,
+                        "labels": request.cell.labels_dict(),
+                        "variant": start + i,
+                    },
+                )
+            )
+        db.add_jobs(conn, GENERATE, specs, config.max_attempts)
+        return result
+
+    return db.planning(plan)
+
+
+# ---------------------------------------------------------------------------------------------
+# Working
+
+
+@dataclass
+class WorkStats:
+    """What one worker did in one run."""
+
+    done: int = 0
+    failed: int = 0
+    retried: int = 0
+    lost: int = 0
+    accepted_rows: int = 0
+
+
+@dataclass
+class ProviderWork:
+    """How a worker serves one provider: the job handler, its slots, and a stop signal."""
+
+    handle: Callable[[Claim], Awaitable[str | None]]
+    concurrency: int
+    stopped: Callable[[], str | None] = lambda: None
+
+
+async def work_through(
+    db: JobDB,
+    kind: str,
+    work: Mapping[str, ProviderWork],
+    worker: str,
+    lease_s: float,
+    poll_s: float,
+    progress: tqdm | None = None,
+) -> WorkStats:
+    """Claim and run jobs of `kind` for every provider in `work` until none is open.
+
+    Each provider gets `concurrency` slots; a heartbeat keeps the leases of held jobs. On
+    cancellation (Ctrl-C) held jobs are given back. Jobs held by other live workers are waited
+    for, so a crashed worker's jobs are taken over once their lease runs out.
+    """
+    stats = WorkStats()
+    held: dict[str, Claim] = {}
+
+    async def heartbeat() -> None:
+        while True:
+            await asyncio.sleep(max(0.2, lease_s / 3))
+            if held:
+                await asyncio.to_thread(db.heartbeat, list(held.values()), lease_s)
+
+    async def slot(provider: str, job_work: ProviderWork) -> None:
+        while True:
+            reason = job_work.stopped()
+            if reason:
+                log.warning("%s: stopped: %s", provider, reason)
+                return
+            claim = await asyncio.to_thread(db.claim, kind, [provider], worker, lease_s)
+            if claim is None:
+                counts = await asyncio.to_thread(db.job_counts, kind, [provider])
+                if counts[PENDING] + counts[RUNNING] == 0:
+                    return
+                await asyncio.to_thread(db.requeue_dead_workers, kind)
+                await asyncio.sleep(poll_s)
+                continue
+            held[claim.token] = claim
+            try:
+                state = await job_work.handle(claim)
+            except asyncio.CancelledError:
+                held.pop(claim.token, None)
+                db.release(claim)
+                raise
+            except Exception as exc:  # a bug must not leave the job running forever
+                log.exception("job %d: unexpected error", claim.job_id)
+                state = await asyncio.to_thread(
+                    db.fail_attempt, claim, f"{type(exc).__name__}: {exc}"
+                )
+            finally:
+                held.pop(claim.token, None)
+            if state == DONE:
+                stats.done += 1
+            elif state == FAILED:
+                stats.failed += 1
+            elif state == PENDING:
+                stats.retried += 1
+            else:
+                stats.lost += 1
+            if progress is not None and state in (DONE, FAILED):
+                progress.update(1)
+
+    await asyncio.to_thread(db.requeue_dead_workers, kind)
+    beat = asyncio.create_task(heartbeat())
+    try:
+        await asyncio.gather(
+            *(slot(p, w) for p, w in work.items() for _ in range(w.concurrency))
+        )
+    finally:
+        beat.cancel()
+    return stats
+
+
+class GenerationWorker:
+    """Runs generation jobs of one provider: prompt, call, check, record."""
+
+    def __init__(
+        self,
+        db: JobDB,
+        client: ChatClient,
+        config: GenerateConfig,
+        guide: str,
+        known_texts: set[str],
+        stats: WorkStats,
+    ):
+        self.db = db
+        self.client = client
+        self.config = config
+        self.guide = guide
+        self.version = prompt_version(guide)
+        self.known_texts = known_texts
+        self.stats = stats
+
+    def _record(self, outcome: str, completion: Completion | None, error: LLMError | None = None) -> ResponseRecord:
+        provider = self.client.provider
+        if completion is not None:
+            return ResponseRecord(
+                provider=provider.name,
+                model=completion.model,
+                endpoint=completion.endpoint,
+                prompt_version=self.version,
+                temperature=completion.temperature,
+                started_at=completion.started_at,
+                finished_at=completion.finished_at,
+                outcome=outcome,
+                prompt_tokens=completion.prompt_tokens,
+                completion_tokens=completion.completion_tokens,
+                retries=completion.retries,
+                raw=completion.raw,
+            )
+        assert error is not None
+        return ResponseRecord(
+            provider=provider.name,
+            model=provider.model,
+            endpoint=self.client.endpoint.public_url,
+            prompt_version=self.version,
+            temperature=provider.temperature,
+            started_at=error.started_at or time.time(),
+            finished_at=error.finished_at or time.time(),
+            outcome=ERROR,
+            retries=error.retries,
+            error=str(error),
+            raw=error.raw,
+        )
+
+    async def handle(self, claim: Claim) -> str | None:
+        spec = claim.spec
+        messages = generation_messages(spec, self.guide)
+        try:
+            completion = await self.client.complete(
+                messages, extra_headers={"X-LM-Action-Job": str(claim.job_id)}
+            )
+        except LLMError as exc:
+            return await asyncio.to_thread(
+                self.db.fail_attempt,
+                claim,
+                str(exc),
+                self._record(ERROR, None, exc),
+                (),
+                self.config.retry_delay_s,
+            )
+        parsed = parse_commands(
+            completion.text, spec, self.client.provider.model, self.config, self.known_texts
+        )
+        if not parsed.rows:
+            reasons = ", ".join(f"{k} x{v}" for k, v in sorted(parsed.reasons.items())) or "empty"
+            record = self._record(REJECTED, completion)
+            return await asyncio.to_thread(
+                self.db.fail_attempt,
+                claim,
+                f"no valid command ({reasons})",
+                record,
+                parsed.rejections,
+                self.config.retry_delay_s,
+            )
+        result = await asyncio.to_thread(
+            self.db.finish, claim, self._record(OK, completion), parsed.rows, (), parsed.rejections
+        )
+        if not result.finished:
+            log.warning("job %d: lost to another worker; its result was not stored", claim.job_id)
+            return None
+        self.stats.accepted_rows += len(result.rows)
+        self.known_texts.update(normalize_text(r.text) for r in parsed.rows)
+        return DONE
+
+
+async def run_generation(
+    db: JobDB,
+    endpoints: Sequence[Endpoint],
+    config: GenerateConfig,
+    known_texts: set[str],
+    worker: str | None = None,
+    show_progress: bool = True,
+) -> WorkStats:
+    """Work through the open generation jobs of `endpoints`' providers."""
+    worker = worker or worker_id()
+    guide = labeling_guide()
+    stats = WorkStats()
+    names = [e.provider.name for e in endpoints]
+    counts = db.job_counts(GENERATE, names)
+    clients = {e.provider.name: ChatClient(e, seed=config.seed) for e in endpoints}
+    work = {
+        name: ProviderWork(
+            GenerationWorker(db, client, config, guide, known_texts, stats).handle,
+            client.provider.concurrency,
+            lambda client=client: client.disabled_reason,
+        )
+        for name, client in clients.items()
+    }
+    progress = tqdm(
+        total=counts[PENDING] + counts[RUNNING],
+        desc="generate",
+        unit="job",
+        disable=not show_progress,
+    )
+    try:
+        run = await work_through(db, GENERATE, work, worker, config.lease_seconds, config.poll_seconds, progress)
+    finally:
+        progress.close()
+        for client in clients.values():
+            await client.aclose()
+    stats.done, stats.failed, stats.retried, stats.lost = run.done, run.failed, run.retried, run.lost
+    return stats
+
+
+# ---------------------------------------------------------------------------------------------
+# Export and summary
+
+
+@dataclass
+class ExportResult:
+    path: Path | None
+    rows: int
+    waiting_for_labels: int
+    left_out: int
+
+
+def export_generated(db: JobDB, out_dir: Path, require_agreement: bool) -> ExportResult:
+    """Write the accepted rows to `out_dir/generated.csv` in the corpus format, by id.
+
+    With labelers configured only rows they agreed on are written; rows the labelers rejected
+    are never written. The file is replaced atomically and removed when no row qualifies.
+    """
+    rows = db.accepted_rows()
+    if require_agreement:
+        keep = [r for r in rows if r["verdict"] == AGREED]
+        waiting = sum(1 for r in rows if r["verdict"] is None)
+    else:
+        keep = [r for r in rows if r["verdict"] != DISAGREED]
+        waiting = 0
+    path = out_dir / EXPORT_NAME
+    left_out = len(rows) - len(keep) - waiting
+    if not keep:
+        if path.exists():
+            path.unlink()
+        return ExportResult(None, 0, waiting, left_out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(CORPUS_COLUMNS), extrasaction="ignore")
+        writer.writeheader()
+        for r in keep:
+            writer.writerow({**{c: r.get(c, "") for c in CORPUS_COLUMNS}, CONTRAST_OF: ""})
+    os.replace(tmp, path)
+    return ExportResult(path, len(keep), waiting, left_out)
+
+
+@dataclass
+class GenerateSummary:
+    """The end-of-run report: jobs, rows kept and rejected by reason, tokens per provider."""
+
+    providers: list[str]
+    unavailable: list[str]
+    planned_jobs: int
+    planned_rows: int
+    run: dict[str, int]
+    jobs: dict[str, int]
+    rows_accepted: int
+    rows_exported: int
+    rows_waiting_for_labels: int
+    rejections: dict[str, int]
+    tokens: dict[str, dict[str, int]]
+    export_path: str | None
+    config: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def format_summary(summary: GenerateSummary) -> str:
+    lines = [
+        f"providers: {', '.join(summary.providers) or '-'}",
+        f"planned this run: {summary.planned_jobs} jobs, {summary.planned_rows} rows",
+        "this run: " + ", ".join(f"{k} {v}" for k, v in summary.run.items()),
+        "jobs: " + ", ".join(f"{k} {v}" for k, v in summary.jobs.items()),
+        f"rows accepted: {summary.rows_accepted}, exported: {summary.rows_exported}"
+        + (f", waiting for labels: {summary.rows_waiting_for_labels}" if summary.rows_waiting_for_labels else ""),
+    ]
+    if summary.rejections:
+        lines.append("rejected outputs by reason:")
+        lines.extend(f"  {k:<16} {v:>6}" for k, v in summary.rejections.items())
+    if summary.tokens:
+        lines.append("tokens per provider (all runs):")
+        for name, t in summary.tokens.items():
+            lines.append(
+                f"  {name:<24} {t['responses']:>6} responses {t['prompt_tokens']:>10} prompt "
+                f"{t['completion_tokens']:>10} completion"
+            )
+    for reason in summary.unavailable:
+        lines.append(f"not used: {reason}")
+    if summary.export_path:
+        lines.append(f"wrote {summary.export_path}")
+    return "\n".join(lines)
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--models", type=Path, help="models file (default: generate.models_file)")
+    parser.add_argument("--db", help="job database URL or SQLite path (default: $LM_ACTION_JOBS_DB or build/jobs.sqlite)")
+    parser.add_argument("--no-plan", action="store_true", help="only work on jobs already planned")
+    parser.add_argument("--plan-only", action="store_true", help="plan jobs and stop")
+    parser.add_argument("--retry-failed", action="store_true", help="give failed jobs new attempts")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def quiet_http_logs() -> None:
+    """Request lines of the HTTP client at INFO would drown the progress bar."""
+    for name in ("httpx", "httpx2", "openai"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def nothing_configured(stage: str, path: Path, models: ModelsFile | None, role: str, missing: Iterable[str]) -> int:
+    if models is None:
+        print(
+            f"{stage}: nothing configured: no models file at {path} "
+            "(copy configs/generators.example.toml there, or pass --models); nothing was done"
+        )
+    else:
+        reasons = list(missing)
+        detail = "; ".join(reasons) if reasons else f"the file lists no {role}"
+        print(f"{stage}: nothing configured: no usable {role} in {path} ({detail}); nothing was done")
+    return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    quiet_http_logs()
+    config = stage_config(GenerateConfig, "generate", args.preset, args.overrides)
+    layout = BuildLayout(args.build_dir)
+    path = models_path(config, args.models)
+    models = read_models(path)
+    endpoints, missing = available_endpoints(models.generators if models else [])
+    if not endpoints:
+        return nothing_configured("generate", path, models, "generators", missing)
+    for reason in missing:
+        log.warning("not used: %s", reason)
+    corpus = load_current_corpus(config, layout)
+    db = JobDB(job_db_url(config, layout, args.db))
+    log.info("job database: %s", db.display_url)
+    with db:
+        if args.retry_failed:
+            log.info("%d failed job(s) get new attempts", db.retry_failed(GENERATE))
+        plan = None
+        if not args.no_plan:
+            plan = plan_generation(db, config, endpoints, corpus)
+            log.info(
+                "plan: corpus %d rows (+%d requested by open jobs), target %d: %d new job(s), %d rows",
+                plan.current_rows,
+                plan.open_rows,
+                plan.target_rows,
+                len(plan.requests),
+                plan.requested_rows,
+            )
+            for what in ("lang", "domain", "labels"):
+                log.debug("planned rows per %s: %s", what, plan.rows_per(what))
+        stats = WorkStats()
+        if not args.plan_only:
+            known = {normalize_text(t) for t in corpus[TEXT]} if len(corpus) else set()
+            try:
+                stats = asyncio.run(
+                    run_generation(db, endpoints, config, known, show_progress=not args.no_progress)
+                )
+            finally:
+                exported = export_generated(db, layout.generated, bool(models and models.labelers))
+        else:
+            exported = export_generated(db, layout.generated, bool(models and models.labelers))
+        summary = GenerateSummary(
+            providers=[e.provider.name for e in endpoints],
+            unavailable=missing,
+            planned_jobs=len(plan.requests) if plan else 0,
+            planned_rows=plan.requested_rows if plan else 0,
+            run={"done": stats.done, "failed": stats.failed, "retried": stats.retried, "lost": stats.lost},
+            jobs=db.job_counts(GENERATE),
+            rows_accepted=len(db.accepted_rows()),
+            rows_exported=exported.rows,
+            rows_waiting_for_labels=exported.waiting_for_labels,
+            rejections=db.rejection_counts(GENERATE),
+            tokens=db.token_usage(),
+            export_path=str(exported.path) if exported.path else None,
+            config=to_dict(config),
+        )
+    write_json(layout.reports / SUMMARY_NAME, summary.to_dict())
+    print(format_summary(summary))
+    return 1 if stats.failed and not stats.done else 0

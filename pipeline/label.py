@@ -1,0 +1,535 @@
+"""`label`: labeler LLMs (other models than the generator) re-label every generated command.
+
+Every answer is stored. A row is kept when at least `label_quorum` of its eligible labelers (those
+whose model differs from the row's generator) give the generator's labels on every attribute in
+`label_attributes`; only kept rows are exported. The report gives agreement per attribute
+(observed agreement, Cohen's kappa of each labeler against the generator, Fleiss' kappa over all
+raters) and lists every disagreement for review.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from sklearn.metrics import cohen_kappa_score
+from tqdm.auto import tqdm
+
+from pipeline.config import BuildLayout, stage_config, to_dict
+from pipeline.generate import (
+    GenerateConfig,
+    ProviderWork,
+    WorkStats,
+    export_generated,
+    job_db_url,
+    labeling_guide,
+    models_path,
+    nothing_configured,
+    parse_json_object,
+    quiet_http_logs,
+    read_models,
+    work_through,
+    write_json,
+)
+from pipeline.jobs import (
+    AGREED,
+    DISAGREED,
+    DONE,
+    ERROR,
+    LABEL,
+    OK,
+    PENDING,
+    REJECTED,
+    RUNNING,
+    Claim,
+    JobDB,
+    LabelAnswer,
+    Rejection,
+    ResponseRecord,
+    worker_id,
+)
+from pipeline.llm import ChatClient, Endpoint, LLMError, ProviderConfig, available_endpoints
+from pipeline.schema import ATTRIBUTE_NAMES, ATTRIBUTES_BY_NAME
+
+log = logging.getLogger(__name__)
+
+LABEL_PROMPT_VERSION = "label-v1"
+AGREEMENT_REPORT = "label_agreement.json"
+DISAGREEMENTS_CSV = "label_disagreements.csv"
+GENERATOR = "generator"
+
+
+# ---------------------------------------------------------------------------------------------
+# Prompt and answers
+
+
+def label_messages(commands: Sequence[Mapping[str, str]], guide: str) -> list[dict[str, str]]:
+    """Chat messages asking for the six labels of each `{"id", "text"}` command."""
+    shape = {"labels": [{"id": "<id>", **{a: "|".join(ATTRIBUTES_BY_NAME[a].values) for a in ATTRIBUTE_NAMES}}]}
+    system = (
+        "You label commands that people give to a software agent acting on their computer and "
+        f"online accounts, following this guide:\n\n{guide}\n\n"
+        "Judge each attribute on its own. Reply with one JSON object and nothing else."
+    )
+    user = (
+        "Label every command below; answer once per id.\n\n"
+        f"Commands: {json.dumps(list(commands), ensure_ascii=False)}\n\n"
+        f"Answer with JSON of this shape:\n{json.dumps(shape)}"
+    )
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def label_prompt_version(guide: str) -> str:
+    return f"{LABEL_PROMPT_VERSION}+{hashlib.sha1(guide.encode('utf-8')).hexdigest()[:8]}"
+
+
+@dataclass
+class ParsedAnswers:
+    answers: list[LabelAnswer] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+
+
+def parse_label_answers(content: str, row_ids: Sequence[str]) -> ParsedAnswers:
+    """Check a labeler reply: one valid answer per asked id; everything else is a rejection."""
+    out = ParsedAnswers()
+    try:
+        data = parse_json_object(content)
+    except ValueError as exc:
+        out.rejections.append(Rejection("bad_json", str(exc), content[:2000]))
+        return out
+    items = data.get("labels") if isinstance(data, dict) else data
+    if not isinstance(items, list):
+        out.rejections.append(Rejection("bad_json", "expected an object with a `labels` list", content[:2000]))
+        return out
+    asked = set(row_ids)
+    answered: set[str] = set()
+    for index, item in enumerate(items):
+        rid = item.get("id") if isinstance(item, dict) else None
+        shown = json.dumps(item, ensure_ascii=False)[:500]
+
+        def reject(reason: str, detail: str, row: str | None = None) -> None:
+            out.rejections.append(Rejection(reason, detail, shown, item=index, row_id=row))
+
+        if not isinstance(item, dict) or not isinstance(rid, str):
+            reject("missing_field", "answer without an `id`")
+            continue
+        if rid not in asked:
+            reject("unknown_id", f"{rid!r} was not asked for")
+            continue
+        if rid in answered:
+            reject("duplicate", "second answer for this id", rid)
+            continue
+        missing = [a for a in ATTRIBUTE_NAMES if a not in item]
+        if missing:
+            reject("missing_field", f"lacks {', '.join(missing)}", rid)
+            continue
+        values = {a: str(item[a]).strip().lower() for a in ATTRIBUTE_NAMES}
+        bad = [a for a in ATTRIBUTE_NAMES if values[a] not in ATTRIBUTES_BY_NAME[a].values]
+        if bad:
+            reject("bad_value", ", ".join(f"{a}={item[a]!r}" for a in bad), rid)
+            continue
+        answered.add(rid)
+        out.answers.append(LabelAnswer(rid, values))
+    for rid in row_ids:
+        if rid not in answered and not any(r.row_id == rid for r in out.rejections):
+            out.rejections.append(Rejection("missing_answer", "no answer for this id", "", row_id=rid))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Planning and working
+
+
+def plan_labeling(
+    db: JobDB,
+    config: GenerateConfig,
+    endpoints: Sequence[Endpoint],
+) -> int:
+    """Add label jobs for rows a usable labeler has not answered yet; the number of jobs added.
+
+    A labeler never labels rows its own model generated; rows already in an open job of that
+    labeler, or whose answers from it were rejected `max_attempts` times, are not asked again.
+    """
+
+    def plan(conn: Any) -> int:
+        rows = db.accepted_rows_conn(conn)
+        answered = db.answered_conn(conn)
+        rejected = db.label_rejections_conn(conn)
+        in_jobs = {(rid, p) for p, spec in db.open_specs(conn, LABEL) for rid in spec["row_ids"]}
+        specs = []
+        for endpoint in sorted(endpoints, key=lambda e: e.provider.name):
+            name, model = endpoint.provider.name, endpoint.provider.model
+            todo = [
+                r["id"]
+                for r in rows
+                if r["source"] != model
+                and (r["id"], name) not in answered
+                and (r["id"], name) not in in_jobs
+                and rejected.get((r["id"], name), 0) < config.max_attempts
+            ]
+            for start in range(0, len(todo), config.label_batch_size):
+                specs.append((name, {"row_ids": todo[start : start + config.label_batch_size]}))
+        return db.add_jobs(conn, LABEL, specs, config.max_attempts)
+
+    return db.planning(plan)
+
+
+class LabelWorker:
+    """Runs label jobs of one labeler: prompt, call, check, record."""
+
+    def __init__(self, db: JobDB, client: ChatClient, config: GenerateConfig, guide: str, stats: WorkStats):
+        self.db = db
+        self.client = client
+        self.config = config
+        self.guide = guide
+        self.version = label_prompt_version(guide)
+        self.stats = stats
+
+    def _record(self, outcome: str, completion: Any = None, error: LLMError | None = None) -> ResponseRecord:
+        provider = self.client.provider
+        if completion is not None:
+            return ResponseRecord(
+                provider=provider.name,
+                model=completion.model,
+                endpoint=completion.endpoint,
+                prompt_version=self.version,
+                temperature=completion.temperature,
+                started_at=completion.started_at,
+                finished_at=completion.finished_at,
+                outcome=outcome,
+                prompt_tokens=completion.prompt_tokens,
+                completion_tokens=completion.completion_tokens,
+                retries=completion.retries,
+                raw=completion.raw,
+            )
+        assert error is not None
+        return ResponseRecord(
+            provider=provider.name,
+            model=provider.model,
+            endpoint=self.client.endpoint.public_url,
+            prompt_version=self.version,
+            temperature=provider.temperature,
+            started_at=error.started_at or time.time(),
+            finished_at=error.finished_at or time.time(),
+            outcome=ERROR,
+            retries=error.retries,
+            error=str(error),
+            raw=error.raw,
+        )
+
+    async def handle(self, claim: Claim) -> str | None:
+        ids = list(claim.spec["row_ids"])
+        texts = await asyncio.to_thread(self.db.row_texts, ids)
+        commands = [{"id": rid, "text": texts[rid]} for rid in ids if rid in texts]
+        try:
+            completion = await self.client.complete(
+                label_messages(commands, self.guide),
+                extra_headers={"X-LM-Action-Job": str(claim.job_id)},
+            )
+        except LLMError as exc:
+            return await asyncio.to_thread(
+                self.db.fail_attempt, claim, str(exc), self._record(ERROR, error=exc), (), self.config.retry_delay_s
+            )
+        parsed = parse_label_answers(completion.text, [c["id"] for c in commands])
+        if not parsed.answers:
+            return await asyncio.to_thread(
+                self.db.fail_attempt,
+                claim,
+                "no valid answer",
+                self._record(REJECTED, completion),
+                parsed.rejections,
+                self.config.retry_delay_s,
+            )
+        result = await asyncio.to_thread(
+            self.db.finish,
+            claim,
+            self._record(OK, completion),
+            (),
+            parsed.answers,
+            parsed.rejections,
+            self.client.provider.model,
+        )
+        if not result.finished:
+            log.warning("job %d: lost to another worker; its answers were not stored", claim.job_id)
+            return None
+        self.stats.accepted_rows += len(parsed.answers)
+        return DONE
+
+
+async def run_labeling(
+    db: JobDB,
+    endpoints: Sequence[Endpoint],
+    config: GenerateConfig,
+    worker: str | None = None,
+    show_progress: bool = True,
+) -> WorkStats:
+    """Work through the open label jobs of `endpoints`' labelers."""
+    worker = worker or worker_id()
+    guide = labeling_guide()
+    stats = WorkStats()
+    names = [e.provider.name for e in endpoints]
+    counts = db.job_counts(LABEL, names)
+    clients = {e.provider.name: ChatClient(e, seed=config.seed) for e in endpoints}
+    work = {
+        name: ProviderWork(
+            LabelWorker(db, client, config, guide, stats).handle,
+            client.provider.concurrency,
+            lambda client=client: client.disabled_reason,
+        )
+        for name, client in clients.items()
+    }
+    progress = tqdm(total=counts[PENDING] + counts[RUNNING], desc="label", unit="job", disable=not show_progress)
+    try:
+        run = await work_through(db, LABEL, work, worker, config.lease_seconds, config.poll_seconds, progress)
+    finally:
+        progress.close()
+        for client in clients.values():
+            await client.aclose()
+    stats.done, stats.failed, stats.retried, stats.lost = run.done, run.failed, run.retried, run.lost
+    return stats
+
+
+# ---------------------------------------------------------------------------------------------
+# Agreement
+
+
+def verdicts(
+    rows: Sequence[Mapping[str, Any]],
+    answers: Sequence[Mapping[str, Any]],
+    labelers: Sequence[ProviderConfig],
+    attributes: Sequence[str],
+    quorum: float,
+) -> dict[str, str | None]:
+    """`agreed`/`disagreed` per row once every eligible labeler answered, else None."""
+    by_row: dict[str, dict[str, Mapping[str, Any]]] = {}
+    for a in answers:
+        by_row.setdefault(a["row_id"], {})[a["labeler"]] = a
+    out: dict[str, str | None] = {}
+    for row in rows:
+        eligible = [p.name for p in labelers if p.model != row["source"]]
+        got = by_row.get(row["id"], {})
+        if not eligible or any(name not in got for name in eligible):
+            out[row["id"]] = None
+            continue
+        agreeing = sum(all(got[name][a] == row[a] for a in attributes) for name in eligible)
+        out[row["id"]] = AGREED if agreeing >= math.ceil(quorum * len(eligible) - 1e-9) else DISAGREED
+    return out
+
+
+def fleiss_kappa(counts: np.ndarray) -> float | None:
+    """Fleiss' kappa of an (items, categories) matrix of rater counts (same raters per item)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    if counts.ndim != 2 or counts.shape[0] == 0:
+        return None
+    raters = counts.sum(axis=1)
+    if not np.all(raters == raters[0]) or raters[0] < 2:
+        raise ValueError("every item needs the same number (>= 2) of ratings")
+    n = raters[0]
+    p_item = ((counts**2).sum(axis=1) - n) / (n * (n - 1))
+    p_bar = p_item.mean()
+    p_cat = counts.sum(axis=0) / counts.sum()
+    p_e = float((p_cat**2).sum())
+    if math.isclose(p_e, 1.0):
+        return None
+    return float((p_bar - p_e) / (1 - p_e))
+
+
+def cohen_kappa(a: Sequence[str], b: Sequence[str], values: Sequence[str]) -> float | None:
+    """Cohen's kappa, or None when it is undefined (no items, or chance agreement is 1)."""
+    if not a:
+        return None
+    if len(set(a) | set(b)) == 1:
+        return None
+    value = cohen_kappa_score(list(a), list(b), labels=list(values))
+    return None if math.isnan(value) else float(value)
+
+
+@dataclass
+class AgreementReport:
+    """Per-attribute agreement of labelers with the generator, and the rows they disagree on."""
+
+    labelers: list[str]
+    rows: int
+    verdicts: dict[str, int]
+    attributes: dict[str, dict[str, Any]]
+    disagreements: list[dict[str, str]]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dict(self.__dict__)
+        data["disagreements"] = len(self.disagreements)
+        return data
+
+
+def agreement_report(
+    rows: Sequence[Mapping[str, Any]],
+    answers: Sequence[Mapping[str, Any]],
+    labelers: Sequence[ProviderConfig],
+    row_verdicts: Mapping[str, str | None],
+) -> AgreementReport:
+    """Observed agreement, Cohen's kappa (each labeler vs the generator) and Fleiss' kappa (the
+    generator and every labeler, on rows all of them rated) per attribute."""
+    names = [p.name for p in labelers]
+    by_row: dict[str, dict[str, Mapping[str, Any]]] = {}
+    for a in answers:
+        by_row.setdefault(a["row_id"], {})[a["labeler"]] = a
+    attributes: dict[str, dict[str, Any]] = {}
+    for attribute in ATTRIBUTE_NAMES:
+        values = ATTRIBUTES_BY_NAME[attribute].values
+        pairs_agree = pairs = 0
+        per_labeler: dict[str, Any] = {}
+        for name in names:
+            gen, lab = [], []
+            for row in rows:
+                answer = by_row.get(row["id"], {}).get(name)
+                if answer is not None:
+                    gen.append(row[attribute])
+                    lab.append(answer[attribute])
+            pairs += len(gen)
+            pairs_agree += sum(g == l for g, l in zip(gen, lab))
+            per_labeler[name] = cohen_kappa(gen, lab, values)
+        full = [r for r in rows if all(n in by_row.get(r["id"], {}) for n in names)]
+        matrix = np.zeros((len(full), len(values)))
+        for i, row in enumerate(full):
+            matrix[i, values.index(row[attribute])] += 1
+            for name in names:
+                matrix[i, values.index(by_row[row["id"]][name][attribute])] += 1
+        attributes[attribute] = {
+            "observed_agreement": pairs_agree / pairs if pairs else None,
+            "pairs": pairs,
+            "cohen_kappa": per_labeler,
+            "fleiss_kappa": fleiss_kappa(matrix) if len(full) and names else None,
+            "fleiss_rows": len(full),
+        }
+    disagreements = []
+    for row in rows:
+        got = by_row.get(row["id"], {})
+        for attribute in ATTRIBUTE_NAMES:
+            if any(a[attribute] != row[attribute] for a in got.values()):
+                disagreements.append(
+                    {
+                        "id": row["id"],
+                        "text": row["text"],
+                        "lang": row["lang"],
+                        "domain": row["domain"],
+                        "source": row["source"],
+                        "attribute": attribute,
+                        GENERATOR: row[attribute],
+                        **{name: got[name][attribute] if name in got else "" for name in names},
+                        "verdict": row_verdicts.get(row["id"]) or "",
+                    }
+                )
+    counts = {AGREED: 0, DISAGREED: 0, "waiting": 0}
+    for v in row_verdicts.values():
+        counts[v or "waiting"] += 1
+    return AgreementReport(names, len(rows), counts, attributes, disagreements)
+
+
+def write_disagreements(path: Path, report: AgreementReport) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = ["id", "text", "lang", "domain", "source", "verdict", "attribute", GENERATOR] + report.labelers
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(report.disagreements)
+    os.replace(tmp, path)
+
+
+def format_report(report: AgreementReport) -> str:
+    lines = [
+        f"labelers: {', '.join(report.labelers)}",
+        f"rows: {report.rows} (agreed {report.verdicts[AGREED]}, disagreed "
+        f"{report.verdicts[DISAGREED]}, waiting for answers {report.verdicts['waiting']})",
+        f"{'attribute':<20} {'agree':>6} {'fleiss':>7}  cohen per labeler",
+    ]
+
+    def fmt(x: float | None) -> str:
+        return "   -" if x is None else f"{x:.3f}"
+
+    for name, a in report.attributes.items():
+        cohen = ", ".join(f"{k} {fmt(v)}" for k, v in a["cohen_kappa"].items())
+        agree = "-" if a["observed_agreement"] is None else f"{a['observed_agreement']:.1%}"
+        lines.append(f"{name:<20} {agree:>6} {fmt(a['fleiss_kappa']):>7}  {cohen}")
+    lines.append(f"disagreements to review: {len(report.disagreements)}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--models", type=Path, help="models file (default: generate.models_file)")
+    parser.add_argument("--db", help="job database URL or SQLite path (default: $LM_ACTION_JOBS_DB or build/jobs.sqlite)")
+    parser.add_argument("--retry-failed", action="store_true", help="give failed label jobs new attempts")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def main(args: argparse.Namespace) -> int:
+    quiet_http_logs()
+    config = stage_config(GenerateConfig, "generate", args.preset, args.overrides)
+    layout = BuildLayout(args.build_dir)
+    path = models_path(config, args.models)
+    models = read_models(path)
+    endpoints, missing = available_endpoints(models.labelers if models else [])
+    if not endpoints:
+        return nothing_configured("label", path, models, "labelers", missing)
+    for reason in missing:
+        log.warning("not used: %s", reason)
+    url = job_db_url(config, layout, args.db)
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        print(f"label: no job database at {url.removeprefix('sqlite:///')}: run `generate` first")
+        return 0
+    stats = WorkStats()
+    with JobDB(url) as db:
+        if args.retry_failed:
+            log.info("%d failed label job(s) get new attempts", db.retry_failed(LABEL))
+        for round_ in range(config.label_rounds):
+            added = plan_labeling(db, config, endpoints)
+            counts = db.job_counts(LABEL, [e.provider.name for e in endpoints])
+            if counts[PENDING] + counts[RUNNING] == 0:
+                break
+            log.info("label round %d: %d new job(s), %d open", round_ + 1, added, counts[PENDING] + counts[RUNNING])
+            run = asyncio.run(run_labeling(db, endpoints, config, show_progress=not args.no_progress))
+            stats.done += run.done
+            stats.failed += run.failed
+            stats.accepted_rows += run.accepted_rows
+        rows = db.accepted_rows()
+        answers = db.label_answers()
+        row_verdicts = verdicts(rows, answers, models.labelers, config.label_attributes, config.label_quorum)
+        db.set_verdicts(row_verdicts)
+        rows = db.accepted_rows()
+        report = agreement_report(rows, answers, models.labelers, row_verdicts)
+        exported = export_generated(db, layout.generated, require_agreement=True)
+        summary = {
+            "run": {"jobs_done": stats.done, "jobs_failed": stats.failed, "answers": stats.accepted_rows},
+            "jobs": db.job_counts(LABEL),
+            "rejections": db.rejection_counts(LABEL),
+            "tokens": db.token_usage(),
+            "exported_rows": exported.rows,
+            "export_path": str(exported.path) if exported.path else None,
+            "agreement": report.to_dict(),
+            "config": to_dict(config),
+        }
+    write_json(layout.reports / AGREEMENT_REPORT, summary)
+    write_disagreements(layout.reports / DISAGREEMENTS_CSV, report)
+    print(format_report(report))
+    print("label jobs: " + ", ".join(f"{k} {v}" for k, v in summary["jobs"].items()))
+    if summary["rejections"]:
+        print("rejected answers: " + ", ".join(f"{k} {v}" for k, v in summary["rejections"].items()))
+    for name, t in summary["tokens"].items():
+        print(f"tokens {name}: {t['prompt_tokens']} prompt, {t['completion_tokens']} completion")
+    print(f"exported {exported.rows} agreed row(s)" + (f" to {exported.path}" if exported.path else ""))
+    print(f"wrote {layout.reports / AGREEMENT_REPORT} and {layout.reports / DISAGREEMENTS_CSV}")
+    return 0

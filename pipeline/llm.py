@@ -1,0 +1,452 @@
+"""An async chat-completions client for any OpenAI-compatible endpoint (OpenAI, Gemini and other
+hosted APIs, vLLM, Ollama, llama.cpp, TGI) through the `openai` package.
+
+Per provider: bounded concurrency, token buckets for requests and tokens per minute, retries with
+exponential backoff and jitter on 429, 5xx, timeouts and connection errors, honoring Retry-After.
+API keys are read from environment variables when a client is built and live only inside the
+`openai` client: they are never logged, stored or reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Mapping, Sequence
+from urllib.parse import urlsplit, urlunsplit
+
+import openai
+
+from pipeline.config import ConfigError, from_dict, load_preset
+
+log = logging.getLogger(__name__)
+
+# A key-less local server still needs some bearer value for the `openai` client.
+NO_KEY = "no-key"
+# Statuses worth retrying besides 5xx: request timeout, conflict, rate limit.
+RETRY_STATUSES = frozenset({408, 409, 429})
+# Statuses that mean the provider will refuse every request: stop using it for this run.
+FATAL_STATUSES = frozenset({401, 403, 404})
+CHARS_PER_TOKEN = 4
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """One model at one OpenAI-compatible endpoint (a table of the models file)."""
+
+    model: str
+    # Unique label in jobs and reports; defaults to `model`.
+    name: str = ""
+    # e.g. https://api.openai.com/v1, https://generativelanguage.googleapis.com/v1beta/openai,
+    # http://127.0.0.1:8000/v1 (vLLM), http://127.0.0.1:11434/v1 (Ollama).
+    base_url: str = ""
+    # Environment variable holding the base URL; when set it wins over `base_url`.
+    base_url_env: str = ""
+    # Environment variable holding the API key; empty for local servers without auth.
+    api_key_env: str = ""
+    # Rate limits; 0 means unlimited.
+    requests_per_minute: float = 60.0
+    tokens_per_minute: float = 0.0
+    # Requests in flight at once.
+    concurrency: int = 4
+    temperature: float = 0.9
+    # Share of generation jobs given to this provider, relative to the others.
+    weight: float = 1.0
+    max_tokens: int = 2048
+    timeout_s: float = 120.0
+    # Retries of one request on 429/5xx/timeouts before the job attempt fails.
+    max_retries: int = 5
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 60.0
+    # Longest Retry-After honored as given; longer ones are capped.
+    max_retry_after_s: float = 300.0
+    # Ask for `response_format={"type": "json_object"}` (most servers support it).
+    json_mode: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise ConfigError("a provider needs a `model`")
+        if not self.name:
+            object.__setattr__(self, "name", self.model)
+        if self.concurrency < 1:
+            raise ConfigError(f"provider {self.name}: concurrency must be at least 1")
+        if self.weight < 0 or self.requests_per_minute < 0 or self.tokens_per_minute < 0:
+            raise ConfigError(f"provider {self.name}: weight and rate limits must not be negative")
+        for env in (self.api_key_env, self.base_url_env):
+            if env.startswith(("sk-", "AIza")) or len(env) > 64:
+                raise ConfigError(
+                    f"provider {self.name}: `api_key_env`/`base_url_env` name an environment "
+                    "variable, not a secret value"
+                )
+
+
+@dataclass(frozen=True)
+class ModelsFile:
+    """The models file: generator models and, optionally, labeler models."""
+
+    generators: list[ProviderConfig] = field(default_factory=list)
+    labelers: list[ProviderConfig] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        names = [p.name for p in self.generators + self.labelers]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ConfigError(f"provider names must be unique; repeated: {', '.join(repeated)}")
+
+
+def load_models_file(path: str | os.PathLike) -> ModelsFile:
+    """Read and validate a TOML/YAML models file with `[[generators]]` and `[[labelers]]`."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"models file not found: {path}")
+    return from_dict(ModelsFile, load_preset(path), str(path))
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A provider with its base URL and key resolved from the environment."""
+
+    provider: ProviderConfig
+    base_url: str
+    api_key: str = field(repr=False)
+
+    @property
+    def public_url(self) -> str:
+        return public_url(self.base_url)
+
+
+class ProviderUnavailable(Exception):
+    """A provider cannot be used: an environment variable it names is not set."""
+
+
+def public_url(url: str) -> str:
+    """`url` without user info, query or fragment: safe to log and store."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def resolve_endpoint(provider: ProviderConfig, environ: Mapping[str, str] | None = None) -> Endpoint:
+    """The provider's endpoint from the environment; `ProviderUnavailable` names what is missing."""
+    environ = os.environ if environ is None else environ
+    base_url = provider.base_url
+    if provider.base_url_env:
+        base_url = environ.get(provider.base_url_env, "") or base_url
+    if not base_url:
+        where = f"${provider.base_url_env}" if provider.base_url_env else "`base_url`"
+        raise ProviderUnavailable(f"{provider.name}: no base URL ({where} is not set)")
+    api_key = NO_KEY
+    if provider.api_key_env:
+        api_key = environ.get(provider.api_key_env, "")
+        if not api_key:
+            raise ProviderUnavailable(f"{provider.name}: ${provider.api_key_env} is not set")
+    return Endpoint(provider, base_url.rstrip("/"), api_key)
+
+
+def available_endpoints(
+    providers: Sequence[ProviderConfig], environ: Mapping[str, str] | None = None
+) -> tuple[list[Endpoint], list[str]]:
+    """The usable endpoints and, for the others, why they cannot be used."""
+    usable: list[Endpoint] = []
+    missing: list[str] = []
+    for provider in providers:
+        try:
+            usable.append(resolve_endpoint(provider, environ))
+        except ProviderUnavailable as exc:
+            missing.append(str(exc))
+    return usable, missing
+
+
+# ---------------------------------------------------------------------------------------------
+# Rate limiting
+
+
+class TokenBucket:
+    """A token bucket refilled at `per_minute / 60` per second, holding up to `capacity`.
+
+    `take(n)` waits until `n` tokens are there; `give_back(n)` corrects an estimate afterwards
+    (negative `n` charges more). A request larger than the bucket waits for a full bucket.
+    """
+
+    def __init__(
+        self,
+        per_minute: float,
+        capacity: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    ):
+        if per_minute <= 0:
+            raise ValueError("per_minute must be positive")
+        self.rate = per_minute / 60.0
+        # Ten seconds of quota by default: short bursts pass, a minute's quota never at once.
+        self.capacity = capacity if capacity is not None else max(1.0, per_minute / 6.0)
+        self.tokens = self.capacity
+        self._clock = clock
+        self._sleep = sleep
+        self._updated = clock()
+        self._lock = asyncio.Lock()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self.tokens = min(self.capacity, self.tokens + (now - self._updated) * self.rate)
+        self._updated = now
+
+    async def take(self, amount: float = 1.0) -> float:
+        """Wait for `amount` tokens and take them; the seconds waited."""
+        amount = min(float(amount), self.capacity)
+        waited = 0.0
+        async with self._lock:
+            while True:
+                self._refill()
+                if self.tokens >= amount:
+                    self.tokens -= amount
+                    return waited
+                delay = (amount - self.tokens) / self.rate
+                waited += delay
+                await self._sleep(delay)
+
+    def give_back(self, amount: float) -> None:
+        self._refill()
+        self.tokens = min(self.capacity, self.tokens + amount)
+
+
+# ---------------------------------------------------------------------------------------------
+# Client
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One successful chat completion and its provenance."""
+
+    text: str
+    raw: str
+    model: str
+    provider: str
+    endpoint: str
+    temperature: float
+    prompt_tokens: int
+    completion_tokens: int
+    started_at: float
+    finished_at: float
+    retries: int
+    retry_errors: tuple[str, ...] = ()
+
+
+class LLMError(Exception):
+    """A request that failed for good (after retries, or at once when not retryable)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        raw: str = "",
+        retries: int = 0,
+        fatal: bool = False,
+        started_at: float = 0.0,
+        finished_at: float = 0.0,
+    ):
+        super().__init__(message)
+        self.status = status
+        self.raw = raw
+        self.retries = retries
+        self.fatal = fatal
+        self.started_at = started_at
+        self.finished_at = finished_at
+
+
+def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds asked by `retry-after-ms` or `retry-after` (seconds or an HTTP date)."""
+    if not headers:
+        return None
+    value = headers.get("retry-after-ms")
+    if value:
+        try:
+            return max(0.0, float(value) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _error_body(exc: openai.APIError) -> str:
+    body = exc.body
+    if body is None:
+        return ""
+    return body if isinstance(body, str) else json.dumps(body, ensure_ascii=False, default=str)
+
+
+class ChatClient:
+    """Chat completions from one provider with rate limits, bounded concurrency and retries."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        seed: int = 0,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    ):
+        self.endpoint = endpoint
+        self.provider = endpoint.provider
+        self._sleep = sleep
+        self._rng = random.Random(f"{seed}:{self.provider.name}")
+        self._client = openai.AsyncOpenAI(
+            api_key=endpoint.api_key,
+            base_url=endpoint.base_url,
+            timeout=self.provider.timeout_s,
+            max_retries=0,
+        )
+        self._semaphore = asyncio.Semaphore(self.provider.concurrency)
+        self._requests = (
+            TokenBucket(self.provider.requests_per_minute, sleep=sleep)
+            if self.provider.requests_per_minute
+            else None
+        )
+        self._tokens = (
+            TokenBucket(self.provider.tokens_per_minute, sleep=sleep)
+            if self.provider.tokens_per_minute
+            else None
+        )
+        # A 429 pauses every request to this provider, not only the one that got it.
+        self._paused_until = 0.0
+        self.disabled_reason: str | None = None
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    def backoff(self, retry: int) -> float:
+        """Exponential backoff with equal jitter for the `retry`-th retry (0-based)."""
+        ceiling = min(self.provider.backoff_max_s, self.provider.backoff_base_s * 2**retry)
+        return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
+
+    def _estimate_tokens(self, messages: Sequence[Mapping[str, str]]) -> int:
+        chars = sum(len(m.get("content", "")) for m in messages)
+        return math.ceil(chars / CHARS_PER_TOKEN) + self.provider.max_tokens
+
+    async def _wait_for_quota(self, estimate: int) -> None:
+        pause = self._paused_until - time.monotonic()
+        if pause > 0:
+            await self._sleep(pause)
+        if self._requests is not None:
+            await self._requests.take(1)
+        if self._tokens is not None:
+            await self._tokens.take(estimate)
+
+    async def complete(
+        self,
+        messages: Sequence[Mapping[str, str]],
+        *,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Completion:
+        """One chat completion; raises `LLMError` when it fails for good."""
+        provider = self.provider
+        if self.disabled_reason:
+            raise LLMError(self.disabled_reason, fatal=True)
+        kwargs: dict[str, Any] = {
+            "model": provider.model,
+            "messages": [dict(m) for m in messages],
+            "temperature": provider.temperature,
+            "max_tokens": provider.max_tokens,
+        }
+        if provider.json_mode:
+            kwargs["response_format"] = {"type": "json_object"}
+        if extra_headers:
+            kwargs["extra_headers"] = dict(extra_headers)
+        estimate = self._estimate_tokens(messages)
+        started = time.time()
+        errors: list[str] = []
+        for retry in range(provider.max_retries + 1):
+            await self._wait_for_quota(estimate)
+            delay: float | None = None
+            async with self._semaphore:
+                try:
+                    response = await self._client.chat.completions.create(**kwargs)
+                except openai.APIStatusError as exc:
+                    status = exc.status_code
+                    message = f"HTTP {status}: {exc.message}"
+                    if status not in RETRY_STATUSES and status < 500:
+                        fatal = status in FATAL_STATUSES
+                        if fatal:
+                            self.disabled_reason = f"{provider.name} refused requests ({message})"
+                        raise LLMError(
+                            message,
+                            status=status,
+                            raw=_error_body(exc),
+                            retries=retry,
+                            fatal=fatal,
+                            started_at=started,
+                            finished_at=time.time(),
+                        ) from exc
+                    asked = retry_after_seconds(exc.response.headers)
+                    if asked is not None:
+                        delay = min(asked, provider.max_retry_after_s)
+                        delay += self._rng.uniform(0, min(1.0, 0.1 * delay))
+                        if status == 429:
+                            self._paused_until = max(self._paused_until, time.monotonic() + delay)
+                    errors.append(message)
+                    last_error = LLMError(message, status=status, raw=_error_body(exc))
+                except openai.APITimeoutError as exc:
+                    errors.append("timeout")
+                    last_error = LLMError(f"timed out after {provider.timeout_s:g}s")
+                except openai.APIConnectionError as exc:
+                    errors.append(f"connection error: {exc.message}")
+                    last_error = LLMError(f"connection error: {exc.message}")
+                else:
+                    return self._completion(response, estimate, started, retry, errors)
+            if retry == provider.max_retries:
+                break
+            delay = self.backoff(retry) if delay is None else delay
+            log.debug("%s: %s; retry %d in %.2fs", provider.name, errors[-1], retry + 1, delay)
+            await self._sleep(delay)
+        raise LLMError(
+            f"gave up after {provider.max_retries + 1} tries: {'; '.join(errors[-3:])}",
+            status=last_error.status,
+            raw=last_error.raw,
+            retries=provider.max_retries,
+            started_at=started,
+            finished_at=time.time(),
+        )
+
+    def _completion(
+        self, response: Any, estimate: int, started: float, retries: int, errors: list[str]
+    ) -> Completion:
+        usage = getattr(response, "usage", None)
+        prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+        completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+        if self._tokens is not None and usage is not None:
+            self._tokens.give_back(estimate - prompt_tokens - completion_tokens)
+        choices = getattr(response, "choices", None) or []
+        text = (choices[0].message.content or "") if choices else ""
+        return Completion(
+            text=text,
+            raw=response.model_dump_json(),
+            model=getattr(response, "model", "") or self.provider.model,
+            provider=self.provider.name,
+            endpoint=self.endpoint.public_url,
+            temperature=self.provider.temperature,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            started_at=started,
+            finished_at=time.time(),
+            retries=retries,
+            retry_errors=tuple(errors),
+        )

@@ -1,0 +1,101 @@
+"""Space fixtures: a small dataset folder, reports, the loaded resources and the app served on
+127.0.0.1 (one per test session), and where browser screenshots go."""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+
+from pipeline.schema import CORPUS_COLUMNS, read_corpus_file
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+COMMANDS_CSV = FIXTURES / "space_commands.csv"
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--screenshots-dir",
+        default=None,
+        help="where the browser tests save screenshots (default: a temporary folder)",
+    )
+
+
+@pytest.fixture(scope="session")
+def screenshots_dir(request, tmp_path_factory) -> Path:
+    chosen = request.config.getoption("--screenshots-dir")
+    path = Path(chosen) if chosen else tmp_path_factory.mktemp("screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def space_commands():
+    """The fixture commands (every decision, English and Arabic), validated."""
+    return read_corpus_file(COMMANDS_CSV)[list(CORPUS_COLUMNS)]
+
+
+@pytest.fixture(scope="session")
+def space_dataset_dir(tmp_path_factory, space_commands) -> Path:
+    """A Hub-style dataset folder: `data/{train,test}.parquet` written with `datasets`."""
+    import datasets
+
+    root = tmp_path_factory.mktemp("space_dataset")
+    (root / "data").mkdir()
+    frame = space_commands.reset_index(drop=True)
+    splits = {"train": frame.iloc[:6], "test": frame}
+    for name, part in splits.items():
+        datasets.Dataset.from_pandas(part, preserve_index=False).to_parquet(str(root / "data" / f"{name}.parquet"))
+    return root
+
+
+def _png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
+    """A valid one-colour PNG (a stand-in plot for the About tab's gallery)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    raw = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+@pytest.fixture(scope="session")
+def space_reports_dir(tmp_path_factory) -> Path:
+    """Reports as the pipeline writes them: data.json, eval.json and a plot."""
+    root = tmp_path_factory.mktemp("space_reports")
+    (root / "data.json").write_text(json.dumps({"rows": {"train": 6, "test": 14}}), encoding="utf-8")
+    (root / "eval.json").write_text(json.dumps({"test": {"decision_macro_f1": 0.5}}), encoding="utf-8")
+    (root / "label_balance.png").write_bytes(_png(64, 32, (70, 110, 200)))
+    return root
+
+
+@pytest.fixture(scope="session")
+def space_resources(untrained_model_dir, space_dataset_dir, space_reports_dir):
+    from space.app import SpaceConfig, load_resources
+
+    config = SpaceConfig(
+        model_dir=untrained_model_dir, dataset_dir=space_dataset_dir, reports_dir=space_reports_dir
+    )
+    return load_resources(config)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def space_url(space_resources):
+    """The Space served on 127.0.0.1 for the session; closed at the end."""
+    from space.app import build_app, launch
+
+    app = build_app(space_resources)
+    _, url, _ = launch(app, host="127.0.0.1", port=free_port(), prevent_thread_lock=True, quiet=True)
+    yield url.rstrip("/")
+    app.close()
