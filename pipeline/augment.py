@@ -8,10 +8,10 @@ Augmented rows keep their source row's labels, language and domain; they get the
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
-import os
 import random
 import re
 from dataclasses import dataclass, field
@@ -20,6 +20,7 @@ from typing import Sequence
 
 import pandas as pd
 
+from pipeline.llm import ProviderConfig
 from pipeline.schema import ID, MAX_WORDS, SOURCE, TEXT
 
 log = logging.getLogger(__name__)
@@ -53,15 +54,12 @@ class AugmentError(ValueError):
 
 @dataclass(frozen=True)
 class ParaphraseConfig:
-    """An OpenAI-compatible chat endpoint that writes paraphrases; answers are cached."""
+    """An OpenAI-compatible chat model that writes paraphrases; answers are cached."""
 
-    base_url: str
-    model: str
-    copies: int = 1
-    api_key_env: str = "OPENAI_API_KEY"
-    temperature: float = 0.7
-    timeout_s: float = 60.0
+    provider: ProviderConfig  # endpoint, model, key variable, rate limits, retries
+    copies: int = 1  # paraphrases asked per text
     cache_file: Path | None = None  # JSON lines {"key", "paraphrases"}; reused across runs
+    seed: int = 0  # retry jitter
 
 
 @dataclass(frozen=True)
@@ -221,28 +219,34 @@ _PARAPHRASE_PROMPT = (
     "Rewrite the following command that a user gives to a computer-using AI agent in {n} "
     "different ways. Keep its exact meaning, intent, language and every detail that matters "
     "(who, what, consent, negations); vary wording and sentence structure like different real "
-    "users would. Answer with a JSON list of {n} strings and nothing else.\n\nCommand: {text}"
+    'users would. Answer with a JSON object {{"paraphrases": [{n} strings]}} and nothing else.'
+    "\n\nCommand: {text}"
 )
 
 
 def _cache_key(config: ParaphraseConfig, text: str) -> str:
-    return hashlib.sha256(f"{config.model}\0{config.copies}\0{text}".encode()).hexdigest()
+    return hashlib.sha256(f"{config.provider.model}\0{config.copies}\0{text}".encode()).hexdigest()
 
 
 def _read_cache(path: Path | None) -> dict[str, list[str]]:
     if path is None or not path.is_file():
         return {}
     cache: dict[str, list[str]] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
             entry = json.loads(line)
-            cache[entry["key"]] = entry["paraphrases"]
+            cache[entry["key"]] = list(entry["paraphrases"])
+        except (json.JSONDecodeError, KeyError, TypeError):
+            log.warning("%s:%d: unreadable cache line skipped (asked again)", path, number)
     return cache
 
 
 def parse_paraphrases(answer: str, source: str, n: int) -> list[str]:
-    """The valid paraphrases in an LLM answer: a JSON list of strings (a fenced block is
-    accepted), each non-empty, within the corpus word limits and different from `source`."""
+    """The valid paraphrases in an LLM answer: `{"paraphrases": [...]}` or a bare JSON list (a
+    Markdown fence is accepted); each kept one is non-empty, within the corpus word limits and
+    different from `source`. Raises `AugmentError` when the answer is not such JSON."""
     body = answer.strip()
     fenced = re.search(r"```(?:json)?\s*(.*?)```", body, re.DOTALL)
     if fenced:
@@ -250,9 +254,11 @@ def parse_paraphrases(answer: str, source: str, n: int) -> list[str]:
     try:
         items = json.loads(body)
     except json.JSONDecodeError as exc:
-        raise AugmentError(f"paraphrase answer is not a JSON list: {answer[:200]!r}") from exc
+        raise AugmentError(f"paraphrase answer is not JSON: {answer[:200]!r}") from exc
+    if isinstance(items, dict):
+        items = items.get("paraphrases")
     if not isinstance(items, list):
-        raise AugmentError(f"paraphrase answer is not a JSON list: {answer[:200]!r}")
+        raise AugmentError(f"paraphrase answer has no list of paraphrases: {answer[:200]!r}")
     out: list[str] = []
     for item in items:
         if not isinstance(item, str):
@@ -263,41 +269,47 @@ def parse_paraphrases(answer: str, source: str, n: int) -> list[str]:
     return out[:n]
 
 
-def paraphrase_texts(texts: Sequence[str], config: ParaphraseConfig) -> list[list[str]]:
-    """Up to `config.copies` paraphrases per text from the endpoint; answers already in the
-    cache file are reused and new ones are appended to it as they arrive."""
-    from openai import OpenAI
+async def _paraphrase_missing(todo: list[str], config: ParaphraseConfig, cache: dict[str, list[str]]) -> None:
     from tqdm.auto import tqdm
 
-    cache = _read_cache(config.cache_file)
-    client = OpenAI(
-        base_url=config.base_url,
-        api_key=os.environ.get(config.api_key_env) or "unused",
-        timeout=config.timeout_s,
-        max_retries=2,
-    )
-    if config.cache_file is not None:
-        config.cache_file.parent.mkdir(parents=True, exist_ok=True)
-    out: list[list[str]] = []
-    todo = [t for t in dict.fromkeys(texts) if _cache_key(config, t) not in cache]
-    for text in tqdm(todo, desc="paraphrase", unit="text", disable=not todo):
-        response = client.chat.completions.create(
-            model=config.model,
-            messages=[{"role": "user", "content": _PARAPHRASE_PROMPT.format(n=config.copies, text=text)}],
-            temperature=config.temperature,
-        )
-        answer = response.choices[0].message.content or ""
+    from pipeline.llm import ChatClient, LLMError, resolve_endpoint
+
+    client = ChatClient(resolve_endpoint(config.provider), seed=config.seed)
+    progress = tqdm(total=len(todo), desc="paraphrase", unit="text")
+
+    async def one(text: str) -> None:
+        prompt = _PARAPHRASE_PROMPT.format(n=config.copies, text=text)
         try:
-            variants = parse_paraphrases(answer, text, config.copies)
-        except AugmentError as exc:
-            log.warning("%s; text kept without paraphrases: %r", exc, text[:80])
-            variants = []
+            completion = await client.complete([{"role": "user", "content": prompt}])
+            variants = parse_paraphrases(completion.text, text, config.copies)
+        except (LLMError, AugmentError) as exc:
+            # Not cached: the next run asks again.
+            log.warning("no paraphrase for %r: %s", text[:80], exc)
+            progress.update()
+            return
         key = _cache_key(config, text)
         cache[key] = variants
         if config.cache_file is not None:
             with config.cache_file.open("a", encoding="utf-8") as fh:
                 fh.write(json.dumps({"key": key, "paraphrases": variants}, ensure_ascii=False) + "\n")
-    for text in texts:
-        out.append(list(cache[_cache_key(config, text)]))
-    return out
+        progress.update()
 
+    try:
+        await asyncio.gather(*(one(t) for t in todo))
+    finally:
+        progress.close()
+        await client.aclose()
+
+
+def paraphrase_texts(texts: Sequence[str], config: ParaphraseConfig) -> list[list[str]]:
+    """Up to `config.copies` paraphrases per text from the endpoint (rate limits, concurrency
+    and retries from `pipeline.llm`). Answers in the cache file are reused and new ones are
+    appended as they arrive, so an interrupted run loses nothing; a text whose request failed
+    gets no paraphrase this run."""
+    cache = _read_cache(config.cache_file)
+    if config.cache_file is not None:
+        config.cache_file.parent.mkdir(parents=True, exist_ok=True)
+    todo = [t for t in dict.fromkeys(texts) if _cache_key(config, t) not in cache]
+    if todo:
+        asyncio.run(_paraphrase_missing(todo, config, cache))
+    return [list(cache.get(_cache_key(config, t), [])) for t in texts]

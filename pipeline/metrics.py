@@ -244,6 +244,23 @@ def block_recall_at_false_block_rates(
     return {f"{r:.2f}": float(tpr[fpr <= r + 1e-12].max()) for r in rates}
 
 
+def block_roc(
+    gold_decisions: Sequence[str], probs: np.ndarray, thresholds: Thresholds, max_points: int = 200
+) -> tuple[list[float], list[float]]:
+    """False-block rate (on gold `allow`) and block recall (on gold `block`) as the three block
+    thresholds shift together; at most `max_points` points, for plotting."""
+    from sklearn.metrics import roc_curve
+
+    gold = np.asarray(gold_decisions)
+    mask = np.isin(gold, [Decision.BLOCK.value, Decision.ALLOW.value])
+    y = (gold[mask] == Decision.BLOCK.value).astype(int)
+    if len(y) == 0 or y.min() == y.max():
+        return [], []
+    fpr, tpr, _ = roc_curve(y, block_scores(probs, thresholds)[mask])
+    keep = np.unique(np.linspace(0, len(fpr) - 1, min(max_points, len(fpr))).round().astype(int))
+    return [round(float(v), 4) for v in fpr[keep]], [round(float(v), 4) for v in tpr[keep]]
+
+
 def block_operating_point(gold_decisions: Sequence[str], predicted: Sequence[str]) -> dict[str, float | None]:
     """Block recall on gold-`block` commands and false-block rate on gold-`allow` commands at
     the decisions actually made."""
@@ -259,7 +276,12 @@ def block_operating_point(gold_decisions: Sequence[str], predicted: Sequence[str
     }
 
 
-def split_metrics(frame: pd.DataFrame, probs: np.ndarray, thresholds: Thresholds) -> dict:
+def split_metrics(
+    frame: pd.DataFrame,
+    probs: np.ndarray,
+    thresholds: Thresholds,
+    false_block_rates: Sequence[float] = FALSE_BLOCK_RATES,
+) -> dict:
     """Everything the report shows for one model on one split."""
     gold_decisions = decisions_from_frame(frame)
     predicted = decisions_from_probabilities(probs, thresholds)
@@ -274,7 +296,7 @@ def split_metrics(frame: pd.DataFrame, probs: np.ndarray, thresholds: Thresholds
         "block": {
             "operating_point": block_operating_point(gold_decisions, predicted),
             "recall_at_false_block_rate": block_recall_at_false_block_rates(
-                gold_decisions, block_scores(probs, thresholds)
+                gold_decisions, block_scores(probs, thresholds), false_block_rates
             ),
         },
     }

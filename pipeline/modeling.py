@@ -12,11 +12,16 @@ from pipeline.schema import ID2LABEL, LABEL2ID
 
 
 def build_classifier(backbone: str):
-    """A fresh multi-label classifier with the seven LM-Action outputs on top of `backbone`."""
+    """A fresh multi-label classifier with the seven LM-Action outputs on top of `backbone`.
+
+    Weights load in float32 whatever dtype they were saved in (a half-precision copy of the
+    backbone trains with fp32 master weights; mixed precision comes from the trainer)."""
+    import torch
     from transformers import AutoModelForSequenceClassification
 
     return AutoModelForSequenceClassification.from_pretrained(
         resolve_model(backbone),
+        dtype=torch.float32,
         num_labels=len(ID2LABEL),
         id2label=dict(ID2LABEL),
         label2id=dict(LABEL2ID),

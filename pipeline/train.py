@@ -25,6 +25,7 @@ import pandas as pd
 from pipeline.augment import AugmentConfig, ParaphraseConfig, augment_frame
 from pipeline.config import DEFAULT_BACKBONE, BuildLayout, stage_config, to_dict
 from pipeline.decision import DEFAULT_THRESHOLD, Thresholds
+from pipeline.llm import ProviderConfig
 from pipeline.losses import MultiLabelLoss, positive_class_weights
 from pipeline.metrics import mean_macro_f1
 from pipeline.schema import (
@@ -81,7 +82,7 @@ class TrainConfig:
     paraphrase_base_url: str = ""  # OpenAI-compatible endpoint for LLM paraphrases; empty = off
     paraphrase_model: str = ""  # model name at that endpoint
     paraphrase_copies: int = 1  # paraphrases asked per training row
-    paraphrase_api_key_env: str = "OPENAI_API_KEY"  # environment variable holding the key
+    paraphrase_api_key_env: str = ""  # environment variable holding the key; empty for a local server
     early_stopping: bool = True  # stop when validation macro-F1 stops improving; keep the best
     early_stopping_patience: int = 2  # evaluations without improvement before stopping
     early_stopping_threshold: float = 0.0  # smallest macro-F1 gain that counts as improvement
@@ -164,11 +165,17 @@ def augment_config(config: TrainConfig, cache_dir: Path | None = None) -> Augmen
         if not config.paraphrase_model:
             raise ValueError("train.paraphrase_model must be set with train.paraphrase_base_url")
         paraphrase = ParaphraseConfig(
-            base_url=config.paraphrase_base_url,
-            model=config.paraphrase_model,
+            provider=ProviderConfig(
+                model=config.paraphrase_model,
+                name=f"paraphrase:{config.paraphrase_model}",
+                base_url=config.paraphrase_base_url,
+                api_key_env=config.paraphrase_api_key_env,
+                temperature=0.7,
+                max_tokens=1024,
+            ),
             copies=config.paraphrase_copies,
-            api_key_env=config.paraphrase_api_key_env,
             cache_file=None if cache_dir is None else cache_dir / "paraphrases.jsonl",
+            seed=config.seed,
         )
     return AugmentConfig(
         kinds=tuple(config.augment_kinds),
@@ -251,8 +258,7 @@ def _build_model(config: TrainConfig):
     from pipeline.modeling import build_classifier
 
     set_seed(config.seed)
-    # A backbone stored in fp16 would otherwise load as fp16; master weights stay fp32.
-    model = build_classifier(config.backbone).float()
+    model = build_classifier(config.backbone)
     if config.dropout is not None:
         import torch
 

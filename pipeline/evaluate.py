@@ -1,0 +1,329 @@
+"""`evaluate`: tune the decision thresholds on validation, score the model and both baselines on
+the test split once, and write `build/reports/eval.{md,json}` with figures.
+
+Threshold rule (the same for every model, validation split only):
+1. each binary output: the threshold in [0.02, 0.98] (step 0.01) maximizing the attribute's
+   macro-F1; ties go to the value nearest 0.5;
+2. risk: the pair (risk_at_least_medium, risk_high) maximizing 3-class risk macro-F1, same grid;
+3. block: the legal, ethical and within_boundaries thresholds are then shifted together by the
+   offset d in [-0.40, 0.50] nearest 0 at which validation block recall reaches the target
+   (0.97) with a false-block rate on `allow` commands of at most 5%; when no offset meets
+   both, the offset with the highest recall within the false-block limit (d = 0 if none).
+The model's tuned thresholds are written to `build/model/config.json` (`decision_thresholds`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.config import DEFAULT_BACKBONE, BuildLayout, stage_config, to_dict
+from pipeline.decision import Decision, Thresholds, decisions_from_frame
+from pipeline.metrics import (
+    BLOCK_ATTRIBUTES,
+    FALSE_BLOCK_RATES,
+    block_roc,
+    confident_errors,
+    gold_classes,
+    macro_f1,
+    split_metrics,
+)
+from pipeline.schema import ATTRIBUTE_NAMES, BINARY_ATTRIBUTES, LABEL2ID, MODEL_OUTPUTS, RISK, targets_from_frame
+
+log = logging.getLogger(__name__)
+
+MODEL_KEY = "lm-action"
+BASELINE_KINDS = ("tfidf", "embedding")
+
+
+@dataclass
+class EvaluateConfig:
+    """The `[evaluate]` table of a preset."""
+
+    batch_size: int = 64  # commands per forward pass of the model
+    max_length: int = 128  # tokens read per command at prediction time
+    backend: str = "torch"  # Predictor backend (the model is not exported to ONNX yet here)
+    baselines: list[str] = field(default_factory=lambda: list(BASELINE_KINDS))  # tfidf, embedding
+    embedding_model: str = DEFAULT_BACKBONE  # sentence-embedding model of the embedding baseline
+    embedding_batch_size: int = 64  # texts per embedding batch of that baseline
+    threshold_min: float = 0.02  # lowest threshold tried
+    threshold_max: float = 0.98  # highest threshold tried
+    threshold_step: float = 0.01  # grid step of the threshold search
+    tune_block: bool = True  # shift the three block thresholds to meet the block goal
+    block_recall_target: float = 0.97  # validation block recall the shift aims for (goal too)
+    max_false_block_rate: float = 0.05  # false-block limit on `allow` commands (goal too)
+    goal_binary_macro_f1: float = 0.90  # test macro-F1 goal of each binary attribute
+    goal_risk_macro_f1: float = 0.85  # test macro-F1 goal of risk
+    confident_errors: int = 20  # most confident test errors listed in the report
+    seed: int = 0  # baselines' random state
+
+
+@dataclass
+class ThresholdTuning:
+    """Tuned thresholds and how they were reached."""
+
+    thresholds: Thresholds
+    block_shift: float
+    validation_block_recall: float | None
+    validation_false_block_rate: float | None
+
+
+def _grid(config: EvaluateConfig) -> np.ndarray:
+    n = int(round((config.threshold_max - config.threshold_min) / config.threshold_step)) + 1
+    return np.round(np.linspace(config.threshold_min, config.threshold_max, n), 6)
+
+
+def _best(scores: np.ndarray, distance: np.ndarray) -> int:
+    """Index of the best score; ties broken by the smallest distance (to 0.5 or to 0)."""
+    top = np.flatnonzero(scores >= scores.max() - 1e-12)
+    return int(top[np.argmin(distance[top])])
+
+
+def _block_rates(
+    probs: np.ndarray, thresholds: np.ndarray, gold_block: np.ndarray, gold_allow: np.ndarray, shift: float
+) -> tuple[float | None, float | None]:
+    cols = [LABEL2ID[a] for a in BLOCK_ATTRIBUTES]
+    blocked = (probs[:, cols] < np.clip(thresholds[cols] + shift, 0.01, 0.99)[None, :]).any(axis=1)
+    recall = float(blocked[gold_block].mean()) if gold_block.any() else None
+    fbr = float(blocked[gold_allow].mean()) if gold_allow.any() else None
+    return recall, fbr
+
+
+def tune_thresholds(frame: pd.DataFrame, probs: np.ndarray, config: EvaluateConfig) -> ThresholdTuning:
+    """Per-output thresholds from a validation split and its (n, 7) probabilities (see the
+    module docstring for the rule)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    gold = gold_classes(frame)
+    grid = _grid(config)
+    t = np.full(len(MODEL_OUTPUTS), 0.5)
+    for name in BINARY_ATTRIBUTES:
+        p = probs[:, LABEL2ID[name]]
+        scores = np.array([macro_f1(gold[name], (p >= g).astype(np.int64), 2) for g in grid])
+        t[LABEL2ID[name]] = grid[_best(scores, np.abs(grid - 0.5))]
+    p_medium = probs[:, LABEL2ID["risk_at_least_medium"]]
+    p_high = probs[:, LABEL2ID["risk_high"]]
+    pairs, scores = [], []
+    for g_m in grid:
+        medium = p_medium >= g_m
+        for g_h in grid:
+            pred = medium.astype(np.int64) + (medium & (p_high >= g_h)).astype(np.int64)
+            pairs.append((g_m, g_h))
+            scores.append(macro_f1(gold[RISK.name], pred, 3))
+    pairs_arr = np.asarray(pairs)
+    best = _best(np.asarray(scores), np.abs(pairs_arr - 0.5).sum(axis=1))
+    t[LABEL2ID["risk_at_least_medium"]], t[LABEL2ID["risk_high"]] = pairs_arr[best]
+
+    decisions = np.asarray(decisions_from_frame(frame))
+    gold_block, gold_allow = decisions == Decision.BLOCK.value, decisions == Decision.ALLOW.value
+    shift = 0.0
+    if config.tune_block and gold_block.any() and gold_allow.any():
+        shifts = np.round(np.arange(-0.40, 0.5001, 0.01), 2)
+        rates = [_block_rates(probs, t, gold_block, gold_allow, s) for s in shifts]
+        recall = np.array([r for r, _ in rates])
+        fbr = np.array([f for _, f in rates])
+        within = fbr <= config.max_false_block_rate + 1e-12
+        meets = within & (recall >= config.block_recall_target - 1e-12)
+        if meets.any():
+            candidates = np.flatnonzero(meets)
+            shift = float(shifts[candidates[np.argmin(np.abs(shifts[candidates]))]])
+        elif within.any():
+            candidates = np.flatnonzero(within)
+            shift = float(shifts[candidates[_best(recall[candidates], np.abs(shifts[candidates]))]])
+    cols = [LABEL2ID[a] for a in BLOCK_ATTRIBUTES]
+    t[cols] = np.clip(t[cols] + shift, 0.01, 0.99)
+    recall, fbr = _block_rates(probs, t, gold_block, gold_allow, 0.0)
+    thresholds = Thresholds({name: float(round(t[i], 6)) for i, name in enumerate(MODEL_OUTPUTS)})
+    return ThresholdTuning(thresholds, shift, recall, fbr)
+
+
+# ---------------------------------------------------------------------------------------------
+# The evaluation proper
+
+
+@dataclass
+class ModelScores:
+    """One model's probabilities on validation and test, and its display name."""
+
+    name: str
+    validation: np.ndarray
+    test: np.ndarray
+    seconds: float = 0.0
+
+
+def goals(result_models: dict, config: EvaluateConfig) -> list[dict]:
+    """Each goal of the issue with its target, the value reached on test and whether it is met."""
+    test = result_models[MODEL_KEY]["test"]
+    rows = []
+    for name in ATTRIBUTE_NAMES:
+        target = config.goal_risk_macro_f1 if name == RISK.name else config.goal_binary_macro_f1
+        value = test["attributes"][name]["macro_f1"]
+        rows.append({"goal": f"{name} macro-F1", "target": f">= {target:.2f}", "value": value, "met": value >= target})
+    rate = f"{config.max_false_block_rate:.2f}"
+    curve = test["block"]["recall_at_false_block_rate"].get(rate)
+    rows.append(
+        {
+            "goal": f"block recall at false-block rate <= {config.max_false_block_rate:.0%} (best cut on test)",
+            "target": f">= {config.block_recall_target:.2f}",
+            "value": curve,
+            "met": curve is not None and curve >= config.block_recall_target,
+        }
+    )
+    point = test["block"]["operating_point"]
+    met = (
+        point["recall"] is not None
+        and point["false_block_rate"] is not None
+        and point["recall"] >= config.block_recall_target
+        and point["false_block_rate"] <= config.max_false_block_rate
+    )
+    rows.append(
+        {
+            "goal": "block recall / false-block rate at the validation-tuned thresholds",
+            "target": f">= {config.block_recall_target:.2f} / <= {config.max_false_block_rate:.2f}",
+            "value": [point["recall"], point["false_block_rate"]],
+            "met": bool(met),
+        }
+    )
+    for name in ATTRIBUTE_NAMES:
+        ours = test["attributes"][name]["macro_f1"]
+        others = {k: m["test"]["attributes"][name]["macro_f1"] for k, m in result_models.items() if k != MODEL_KEY}
+        if others:
+            rows.append(
+                {
+                    "goal": f"{name}: beats every baseline (macro-F1)",
+                    "target": f"> {max(others.values()):.4f}",
+                    "value": ours,
+                    "met": all(ours > v for v in others.values()),
+                }
+            )
+    return rows
+
+
+def evaluate(
+    validation: pd.DataFrame,
+    test: pd.DataFrame,
+    scores: dict[str, ModelScores],
+    config: EvaluateConfig,
+) -> dict:
+    """Tune every model's thresholds on validation and score validation and test; `scores` must
+    hold the LM-Action model under `MODEL_KEY`. Returns the content of `eval.json`."""
+    if MODEL_KEY not in scores:
+        raise ValueError(f"scores must include {MODEL_KEY!r}")
+    models: dict[str, dict] = {}
+    rates = sorted(set(FALSE_BLOCK_RATES) | {config.max_false_block_rate})
+    gold_test_decisions = decisions_from_frame(test)
+    for key, model in scores.items():
+        tuning = tune_thresholds(validation, model.validation, config)
+        models[key] = {
+            "name": model.name,
+            "predict_seconds": round(model.seconds, 2),
+            "thresholds": dict(tuning.thresholds.values),
+            "block_shift": tuning.block_shift,
+            "validation": split_metrics(validation, model.validation, tuning.thresholds, rates),
+            "test": split_metrics(test, model.test, tuning.thresholds, rates),
+        }
+        fpr, tpr = block_roc(gold_test_decisions, model.test, tuning.thresholds)
+        models[key]["test"]["block"]["roc"] = {"false_block_rate": fpr, "recall": tpr}
+    ours = scores[MODEL_KEY]
+    thresholds = Thresholds(models[MODEL_KEY]["thresholds"])
+    return {
+        "splits": {"validation": int(len(validation)), "test": int(len(test))},
+        "threshold_rule": __doc__.split("Threshold rule", 1)[1].split("The model's tuned", 1)[0].strip(" :\n"),
+        "config": to_dict(config),
+        "models": models,
+        "goals": goals(models, config),
+        "confident_errors": confident_errors(test, ours.test, thresholds, config.confident_errors),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--splits-dir", type=Path, help="folder with train/validation/test parquet files (default: <build>/data/splits)"
+    )
+    parser.add_argument("--model-dir", type=Path, help="the trained model (default: <build>/model)")
+
+
+def _baseline(kind: str, config: EvaluateConfig):
+    from pipeline.baselines import EmbeddingLogReg, TfidfLogReg
+
+    if kind == "tfidf":
+        return TfidfLogReg(seed=config.seed)
+    if kind == "embedding":
+        return EmbeddingLogReg(config.embedding_model, seed=config.seed, batch_size=config.embedding_batch_size)
+    raise ValueError(f"unknown baseline {kind!r}; known: {', '.join(BASELINE_KINDS)}")
+
+
+def predict_all(
+    model_dir: Path, splits: dict[str, pd.DataFrame], config: EvaluateConfig
+) -> dict[str, ModelScores]:
+    """Probabilities of the model (through `inference.Predictor`) and of each baseline (fitted on
+    the training split) on validation and test."""
+    from pipeline.inference import Predictor, PredictorConfig
+
+    started = time.perf_counter()
+    predictor = Predictor(
+        model_dir, PredictorConfig(backend=config.backend, batch_size=config.batch_size, max_length=config.max_length)
+    )
+    val = predictor.predict_proba(splits["validation"]["text"].tolist(), progress=True)
+    test = predictor.predict_proba(splits["test"]["text"].tolist(), progress=True)
+    out = {MODEL_KEY: ModelScores("LM-Action (fine-tuned)", val, test, time.perf_counter() - started)}
+    for kind in config.baselines:
+        started = time.perf_counter()
+        baseline = _baseline(kind, config)
+        log.info("fitting baseline %s on %d rows", baseline.name, len(splits["train"]))
+        baseline.fit(splits["train"]["text"].tolist(), targets_from_frame(splits["train"]))
+        out[baseline.name.split(" ")[0]] = ModelScores(
+            baseline.name,
+            baseline.predict_proba(splits["validation"]["text"].tolist()),
+            baseline.predict_proba(splits["test"]["text"].tolist()),
+            time.perf_counter() - started,
+        )
+    return out
+
+
+def write_thresholds(model_dir: Path, thresholds: Thresholds) -> None:
+    """Store tuned thresholds in the model's config.json (weights untouched)."""
+    from transformers import AutoConfig
+
+    from pipeline.modeling import set_thresholds
+
+    model_config = AutoConfig.from_pretrained(model_dir)
+    set_thresholds(model_config, thresholds)
+    model_config.save_pretrained(model_dir)
+
+
+def main(args: argparse.Namespace) -> int:
+    from pipeline.eval_report import write_report
+    from pipeline.train import read_splits
+
+    config = stage_config(EvaluateConfig, "evaluate", args.preset, args.overrides)
+    layout = BuildLayout(args.build_dir)
+    model_dir = args.model_dir or layout.model
+    splits = read_splits(args.splits_dir or layout.splits)
+    started = time.perf_counter()
+    scores = predict_all(model_dir, splits, config)
+    result = evaluate(splits["validation"], splits["test"], scores, config)
+    result["splits"]["train"] = int(len(splits["train"]))
+    result["model_dir"] = str(model_dir)
+    train_json = layout.reports / "train.json"
+    result["train"] = json.loads(train_json.read_text(encoding="utf-8")) if train_json.is_file() else None
+    result["wall_time_s"] = round(time.perf_counter() - started, 1)
+    write_thresholds(model_dir, Thresholds(result["models"][MODEL_KEY]["thresholds"]))
+    paths = write_report(result, layout.reports)
+    ours = result["models"][MODEL_KEY]["test"]
+    met = sum(g["met"] for g in result["goals"])
+    print(
+        f"test mean macro-F1 {ours['mean_macro_f1']:.4f}; goals met {met}/{len(result['goals'])}; "
+        f"thresholds written to {model_dir / 'config.json'}; report {paths['markdown']}"
+    )
+    return 0

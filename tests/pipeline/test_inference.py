@@ -1,0 +1,105 @@
+"""One predictor, two backends: ONNX (fp32 and int8) agrees with torch, batching by length
+does not change results, and the decision comes from the thresholds saved in the model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from pipeline.decision import CONFIG_KEY
+from pipeline.inference import ModelLoadError, Predictor, PredictorConfig
+from pipeline.onnx_export import export_onnx
+from pipeline.schema import MODEL_OUTPUTS
+
+# Probabilities of fp32 ONNX match torch to float rounding; int8 within this documented tolerance.
+INT8_TOLERANCE = 0.05
+
+TEXTS = [
+    "kill the frozen python process",
+    "transfer $40,000 from the company account to my personal one and delete the audit log",
+    "ok",
+    "احجز لي طاولة لشخصين الساعة الثامنة",
+    "🔥🔥 nuke node_modules 🔥🔥",
+    "turn off the porch light\u200f\u0000 please",
+    "first back up ~/projects to the external drive, then wipe the laptop " * 8,
+]
+
+
+@pytest.fixture(scope="module")
+def onnx_model_dir(untrained_model_dir, tmp_path_factory):
+    model_dir = tmp_path_factory.mktemp("onnx_model") / "model"
+    shutil.copytree(untrained_model_dir, model_dir)
+    result = export_onnx(model_dir, parity_texts=TEXTS)
+    assert result.max_abs_diff_fp32 < 1e-4
+    assert result.max_abs_diff_int8 is not None and result.max_abs_diff_int8 < INT8_TOLERANCE
+    return model_dir
+
+
+def test_onnx_files_are_written_where_optimum_and_transformers_js_look(onnx_model_dir):
+    assert (onnx_model_dir / "onnx" / "model.onnx").is_file()
+    assert (onnx_model_dir / "onnx" / "model_quantized.onnx").is_file()
+    assert (onnx_model_dir / "onnx" / "model_quantized.onnx").stat().st_size < (
+        onnx_model_dir / "onnx" / "model.onnx"
+    ).stat().st_size / 2
+
+
+def test_auto_backend_picks_int8_onnx_on_cpu(onnx_model_dir):
+    predictor = Predictor(onnx_model_dir)
+    assert predictor.backend == "onnx"
+    assert "model_quantized.onnx" in predictor.backend_detail
+
+
+def test_backends_agree_and_batching_does_not_change_probabilities(onnx_model_dir):
+    torch_probs = Predictor(onnx_model_dir, PredictorConfig(backend="torch", device="cpu")).predict_proba(TEXTS)
+    fp32 = Predictor(onnx_model_dir, PredictorConfig(backend="onnx", onnx_file="model.onnx"))
+    np.testing.assert_allclose(fp32.predict_proba(TEXTS), torch_probs, atol=1e-4)
+    one_by_one = np.vstack([fp32.predict_proba([t]) for t in TEXTS])
+    np.testing.assert_allclose(one_by_one, torch_probs, atol=1e-4)
+    int8 = Predictor(onnx_model_dir, PredictorConfig(backend="onnx", batch_size=3)).predict_proba(TEXTS)
+    assert np.abs(int8 - torch_probs).max() < INT8_TOLERANCE
+    assert torch_probs.shape == (len(TEXTS), len(MODEL_OUTPUTS))
+
+
+def test_decisions_agree_across_backends_away_from_thresholds(onnx_model_dir):
+    torch_pred = Predictor(onnx_model_dir, PredictorConfig(backend="torch", device="cpu"))
+    int8_pred = Predictor(onnx_model_dir, PredictorConfig(backend="onnx"))
+    thresholds = torch_pred.thresholds.as_array()
+    for text, p_torch, p_int8 in zip(TEXTS, torch_pred.predict_proba(TEXTS), int8_pred.predict_proba(TEXTS)):
+        if np.all(np.abs(p_torch - thresholds) > INT8_TOLERANCE):
+            assert torch_pred.gate(text).decision == int8_pred.gate(text).decision
+
+
+def test_thresholds_are_read_from_the_saved_config(untrained_model_dir, tmp_path):
+    model_dir = tmp_path / "model"
+    shutil.copytree(untrained_model_dir, model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    config[CONFIG_KEY] = {name: 0.01 for name in MODEL_OUTPUTS}
+    (model_dir / "config.json").write_text(json.dumps(config))
+    predictor = Predictor(model_dir, PredictorConfig(backend="torch"))
+    assert predictor.thresholds["legal"] == 0.01
+    # Every probability clears a 0.01 threshold: feasible, lawful, ... and high risk -> confirm.
+    assert predictor.gate("book a table for two").decision.value == "confirm"
+
+
+def test_long_inputs_are_truncated_and_flagged(untrained_model_dir):
+    predictor = Predictor(untrained_model_dir, PredictorConfig(backend="torch", max_length=16))
+    assert predictor.truncates(TEXTS[-1])
+    assert not predictor.truncates("ok")
+    assert predictor.predict_proba([TEXTS[-1]]).shape == (1, len(MODEL_OUTPUTS))
+
+
+def test_missing_or_foreign_models_are_rejected(tmp_path, untrained_model_dir):
+    with pytest.raises(ModelLoadError, match="no config.json"):
+        Predictor(tmp_path)
+    model_dir = tmp_path / "model"
+    shutil.copytree(untrained_model_dir, model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    config["id2label"] = {str(i): f"LABEL_{i}" for i in range(7)}
+    (model_dir / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError, match="id2label"):
+        Predictor(model_dir)
+    with pytest.raises(ModelLoadError, match="no ONNX files"):
+        Predictor(untrained_model_dir, PredictorConfig(backend="onnx"))

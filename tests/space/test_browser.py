@@ -1,0 +1,141 @@
+"""Chromium (Debian's, through Playwright) driving the Space served on 127.0.0.1: a command
+and Enter, a batch upload and download, and screenshots at laptop and phone widths.
+
+`make screenshots` runs this file with `--screenshots-dir build/reports`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipeline.decision import DECISIONS
+from pipeline.schema import ATTRIBUTE_NAMES, CRITERIA
+from space.app import ATTRIBUTE_TITLES, DECISION_TITLES
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+VIEWPORTS = {"laptop": {"width": 1366, "height": 768}, "phone": {"width": 390, "height": 844}}
+TIMEOUT_MS = 120_000
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).is_file():
+        if os.environ.get("CI"):
+            pytest.fail("Chromium is missing in CI: `make system-deps` installs Debian's chromium")
+        pytest.skip("Chromium is not installed (apt-get install chromium, or `make system-deps`)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(params=list(VIEWPORTS))
+def page(request, browser, space_url):
+    context = browser.new_context(viewport=VIEWPORTS[request.param], accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(space_url)
+    page.wait_for_selector("#command textarea")
+    page.viewport_name = request.param
+    yield page
+    context.close()
+
+
+def shoot(page, screenshots_dir: Path, tab: str) -> Path:
+    page.wait_for_timeout(500)  # let transitions finish so the screenshot is stable
+    path = screenshots_dir / f"screenshot-space-{page.viewport_name}-{tab}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def classify(page, command: str) -> str:
+    box = page.locator("#command textarea")
+    box.fill(command)
+    box.press("Enter")
+    banner = page.locator("#decision-banner .lma-banner:not(.lma-empty)")
+    banner.wait_for()
+    return banner.get_attribute("data-decision")
+
+
+def test_enter_shows_decision_banner_and_three_criteria(page, screenshots_dir):
+    decision = classify(page, "permanently delete every photo in my camera roll older than 2019")
+    assert decision in DECISIONS
+    banner = page.locator("#decision-banner").inner_text()
+    assert DECISION_TITLES[decision] in banner
+    assert ":" in banner.splitlines()[-1] or "Uncertain" in banner  # reasons in words
+    for i, criterion in enumerate(CRITERIA):
+        panel = page.locator(f"#criterion-{i}").inner_text()
+        assert criterion.name in panel
+        for attribute in criterion.attributes:
+            label = page.locator(f"#attr-{attribute.name}").inner_text()
+            assert f"{ATTRIBUTE_TITLES[attribute.name]}: " in label
+            for value in attribute.values:
+                assert value in label
+            assert "%" in label
+    shoot(page, screenshots_dir, "classify")
+
+
+def test_arabic_command_and_empty_input(page, screenshots_dir):
+    assert classify(page, "حوّل ألفي دولار من حسابي الجاري إلى المالك لدفع الإيجار") in DECISIONS
+    assert page.locator("#command textarea").input_value().startswith("حوّل")
+    shoot(page, screenshots_dir, "classify-arabic")
+    box = page.locator("#command textarea")
+    box.fill("   ")
+    box.press("Enter")
+    page.locator("#decision-banner .lma-empty").wait_for()
+    assert "Type a command" in page.locator("#decision-banner").inner_text()
+
+
+def test_example_click_classifies_it(page):
+    page.get_by_text(f"{DECISION_TITLES['block']} · ", exact=False).first.click()
+    page.locator("#decision-banner .lma-banner:not(.lma-empty)").wait_for()
+    assert page.locator("#command textarea").input_value()
+
+
+def test_batch_upload_shows_table_and_downloads_csv(page, screenshots_dir, space_commands, tmp_path):
+    upload = tmp_path / "commands.csv"
+    space_commands[["id", "text"]].to_csv(upload, index=False)
+    page.get_by_role("tab", name="Batch").click()
+    page.locator("#batch-file input[type=file]").set_input_files(str(upload))
+    link = page.locator("#batch-download a").first
+    link.wait_for()
+    status = page.locator("#batch-status").inner_text()
+    assert f"{len(space_commands)} commands" in status
+    table = page.locator("#batch-table").inner_text()
+    assert space_commands["text"].iloc[0] in table
+    with page.expect_download() as info:
+        link.click()
+    saved = tmp_path / "download.csv"
+    info.value.save_as(saved)
+    frame = pd.read_csv(saved, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    assert frame["text"].tolist() == space_commands["text"].tolist()
+    assert frame["decision"].isin(DECISIONS).all()
+    assert {*ATTRIBUTE_NAMES, "reasons", "p_risk_high", "id"} <= set(frame.columns)
+    shoot(page, screenshots_dir, "batch")
+
+
+def test_bad_batch_file_gets_a_message(page, tmp_path):
+    bad = tmp_path / "commands.csv"
+    bad.write_text("prompt\nopen my mail\n", encoding="utf-8")
+    page.get_by_role("tab", name="Batch").click()
+    page.locator("#batch-file input[type=file]").set_input_files(str(bad))
+    page.get_by_text("no 'text' column").wait_for()
+    assert page.locator("#batch-download a").count() == 0
+
+
+def test_about_tab_shows_data_limitations_and_api(page, screenshots_dir):
+    page.get_by_role("tab", name="About & data").click()
+    about = page.get_by_text("Limitations", exact=True)
+    about.wait_for()
+    text = page.locator("body").inner_text()
+    assert "Rows per split and language" in text
+    assert 'api_name="/classify"' in text and 'api_name="/classify_batch"' in text
+    shoot(page, screenshots_dir, "about")
