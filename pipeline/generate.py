@@ -484,6 +484,18 @@ class ProviderWork:
     stopped: Callable[[], str | None] = lambda: None
 
 
+async def _claim_or_release(db: JobDB, kind: str, provider: str, worker: str, lease_s: float) -> Claim | None:
+    """Claim in a thread; if cancelled meanwhile, give back what the thread claimed."""
+    pending = asyncio.ensure_future(asyncio.to_thread(db.claim, kind, [provider], worker, lease_s))
+    try:
+        return await asyncio.shield(pending)
+    except asyncio.CancelledError:
+        claim = await pending
+        if claim is not None:
+            db.release(claim)
+        raise
+
+
 async def work_through(
     db: JobDB,
     kind: str,
@@ -514,7 +526,7 @@ async def work_through(
             if reason:
                 log.warning("%s: stopped: %s", provider, reason)
                 return
-            claim = await asyncio.to_thread(db.claim, kind, [provider], worker, lease_s)
+            claim = await _claim_or_release(db, kind, provider, worker, lease_s)
             if claim is None:
                 counts = await asyncio.to_thread(db.job_counts, kind, [provider])
                 if counts[PENDING] + counts[RUNNING] == 0:

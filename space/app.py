@@ -740,6 +740,7 @@ CSS = """
 #batch-table td { unicode-bidi: plaintext; }
 .lma-criterion h4 { margin: 0 0 4px 0; }
 .lma-footer { font-size: .85rem; opacity: .8; }
+.lma-loaded { font-size: .85rem; }
 """
 
 
@@ -815,7 +816,7 @@ def build_app(res: SpaceResources, space_ref: str | None = None) -> "gr.Blocks":
             "of the command and a decision: **allow**, **confirm** first, **cannot do** or "
             "**block**. It classifies commands; it never executes them."
         )
-        gr.Markdown(_loaded_line(res), elem_id="loaded")
+        gr.Markdown(_loaded_line(res), elem_id="loaded", elem_classes="lma-loaded")
         with gr.Tabs():
             with gr.Tab("Classify", id="classify"):
                 command = gr.Textbox(
@@ -878,6 +879,7 @@ def build_app(res: SpaceResources, space_ref: str | None = None) -> "gr.Blocks":
                     interactive=False,
                     wrap=True,
                     max_height=520,
+                    column_widths=["30%", "10%", "8%", "7%", "8%", "12%", "9%", "7%", "9%"],
                     elem_id="batch-table",
                 )
                 upload.upload(
