@@ -148,7 +148,10 @@ def cell_counts(frame: pd.DataFrame) -> Counter[Cell]:
     columns = list(ATTRIBUTE_NAMES) + [DOMAIN, LANG]
     counts = frame.groupby(columns, sort=True).size()
     return Counter(
-        {Cell(tuple(key[: len(ATTRIBUTE_NAMES)]), key[-2], key[-1]): int(n) for key, n in counts.items()}
+        {
+            Cell(tuple(key[: len(ATTRIBUTE_NAMES)]), key[-2], key[-1]): int(n)
+            for key, n in counts.items()
+        }
     )
 
 

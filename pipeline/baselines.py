@@ -55,6 +55,8 @@ class _PerOutputLogReg:
                 class_weight=self.class_weight,
                 max_iter=2000,
                 solver="liblinear",
+                # The dual problem is far faster when features outnumber rows (TF-IDF).
+                dual=features.shape[1] > features.shape[0],
                 random_state=self.seed,
             )
             head.fit(features, column)

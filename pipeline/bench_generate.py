@@ -91,7 +91,9 @@ class ClientResult:
     latency_p95_ms: float
 
 
-async def bench_client(base_url: str, model: str, concurrency: int, requests: int, rows: int) -> ClientResult:
+async def bench_client(
+    base_url: str, model: str, concurrency: int, requests: int, rows: int
+) -> ClientResult:
     """`requests` chat completions with `concurrency` in flight through one client."""
     from pipeline.generate import generation_messages, labeling_guide
 
@@ -132,19 +134,27 @@ class WorkerResult:
     rows_per_second: float
 
 
-def bench_worker(base_url: str, model: str, concurrency: int, jobs: int, rows: int, db_url: str) -> WorkerResult:
+def bench_worker(
+    base_url: str, model: str, concurrency: int, jobs: int, rows: int, db_url: str
+) -> WorkerResult:
     """`jobs` generation jobs through the full worker on a fresh job database."""
     config = GenerateConfig(poll_seconds=0.05, seed=0)
     with JobDB(db_url) as db:
-        db.add(GENERATE, [(model, {**_spec(rows), "variant": i}) for i in range(jobs)], max_attempts=2)
+        db.add(
+            GENERATE, [(model, {**_spec(rows), "variant": i}) for i in range(jobs)], max_attempts=2
+        )
         started = time.perf_counter()
         stats = asyncio.run(
-            run_generation(db, [_endpoint(base_url, model, concurrency)], config, set(), show_progress=False)
+            run_generation(
+                db, [_endpoint(base_url, model, concurrency)], config, set(), show_progress=False
+            )
         )
         seconds = time.perf_counter() - started
     if stats.done != jobs:
         log.warning("concurrency %d: %d of %d jobs done", concurrency, stats.done, jobs)
-    return WorkerResult(concurrency, jobs, seconds, stats.done / seconds, stats.accepted_rows / seconds)
+    return WorkerResult(
+        concurrency, jobs, seconds, stats.done / seconds, stats.accepted_rows / seconds
+    )
 
 
 @dataclass
@@ -173,9 +183,18 @@ def bench_job_db(db_url: str, jobs: int, rows_per_job: int) -> DBResult:
             t1 = time.perf_counter()
             assert claim is not None
             now = time.time()
-            record = ResponseRecord("bench", "bench", "http://127.0.0.1/v1", "bench", 0.0, now, now, OK, raw=raw)
+            record = ResponseRecord(
+                "bench", "bench", "http://127.0.0.1/v1", "bench", 0.0, now, now, OK, raw=raw
+            )
             new_rows = [
-                GeneratedRow(f"gen-bench-{j}-{i}", f"bench command {j} {i}", "en", "files", ALLOW_LABELS, "bench")
+                GeneratedRow(
+                    f"gen-bench-{j}-{i}",
+                    f"bench command {j} {i}",
+                    "en",
+                    "files",
+                    ALLOW_LABELS,
+                    "bench",
+                )
                 for i in range(rows_per_job)
             ]
             db.finish(claim, record, new_rows)
@@ -196,12 +215,25 @@ def bench_job_db(db_url: str, jobs: int, rows_per_job: int) -> DBResult:
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base-url", help="bench a running OpenAI-compatible server instead")
     parser.add_argument("--model", default="bench-model", help="model name sent to the server")
-    parser.add_argument("--latency-ms", type=float, default=200.0, help="simulated latency of the test server")
-    parser.add_argument("--concurrency", default="1,8,32", help="comma-separated concurrency levels")
-    parser.add_argument("--requests", type=int, default=0, help="requests per level (default: max(20, 8 x concurrency))")
+    parser.add_argument(
+        "--latency-ms", type=float, default=200.0, help="simulated latency of the test server"
+    )
+    parser.add_argument(
+        "--concurrency", default="1,8,32", help="comma-separated concurrency levels"
+    )
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=0,
+        help="requests per level (default: max(20, 8 x concurrency))",
+    )
     parser.add_argument("--rows", type=int, default=10, help="commands asked for per request")
-    parser.add_argument("--db", help="job database URL for the DB benchmark (default: a temporary SQLite file)")
-    parser.add_argument("--db-jobs", type=int, default=300, help="jobs for the DB overhead benchmark")
+    parser.add_argument(
+        "--db", help="job database URL for the DB benchmark (default: a temporary SQLite file)"
+    )
+    parser.add_argument(
+        "--db-jobs", type=int, default=300, help="jobs for the DB overhead benchmark"
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -213,7 +245,9 @@ def main(args: argparse.Namespace) -> int:
     clients: list[ClientResult] = []
     workers: list[WorkerResult] = []
     with contextlib.ExitStack() as stack:
-        base_url = stack.enter_context(local_test_server(args.latency_ms)) if local else args.base_url
+        base_url = (
+            stack.enter_context(local_test_server(args.latency_ms)) if local else args.base_url
+        )
         with tempfile.TemporaryDirectory(prefix="bench-generate-") as tmp:
             for c in levels:
                 n = args.requests or max(20, 8 * c)
@@ -234,7 +268,9 @@ def main(args: argparse.Namespace) -> int:
     }
     write_json(layout.reports / REPORT_NAME, report)
     print(f"server: {report['server']}" + (f", {args.latency_ms:g} ms latency" if local else ""))
-    print(f"{'concurrency':>11} {'client req/s':>13} {'p50 ms':>8} {'p95 ms':>8} {'worker jobs/s':>14} {'rows/s':>8}")
+    print(
+        f"{'concurrency':>11} {'client req/s':>13} {'p50 ms':>8} {'p95 ms':>8} {'worker jobs/s':>14} {'rows/s':>8}"
+    )
     for c, w in zip(clients, workers):
         print(
             f"{c.concurrency:>11} {c.requests_per_second:>13.1f} {c.latency_p50_ms:>8.0f} "

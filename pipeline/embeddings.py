@@ -47,11 +47,15 @@ def auto_device() -> str:
     return "cpu"
 
 
-def model_key(model_name_or_path: str, max_seq_length: int | None) -> str:
-    """A folder name for one model's cache: a readable slug plus a hash of what changes vectors."""
+CACHE_VERSION = "v1"  # bump when the way vectors are computed changes
+
+
+def model_key(model_name_or_path: str) -> str:
+    """A folder name for one model's cache: a readable slug plus a hash of the model reference.
+    Known without loading the model, so a fully cached run never loads it."""
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", model_name_or_path.rstrip("/").split("/")[-1])[:48]
     digest = hashlib.blake2b(
-        f"{model_name_or_path}|{max_seq_length}|normalized".encode(), digest_size=6
+        f"{model_name_or_path}|normalized|{CACHE_VERSION}".encode(), digest_size=6
     ).hexdigest()
     return f"{slug}-{digest}"
 
@@ -189,8 +193,7 @@ class TextEmbedder:
     @property
     def cache(self) -> EmbeddingCache | None:
         if self._cache is None and self._cache_root is not None:
-            self._load()
-            key = model_key(self.model_name, self._max_len)
+            key = model_key(self.model_name)
             self._cache = EmbeddingCache(self._cache_root / "embeddings" / key)
         return self._cache
 
@@ -199,9 +202,9 @@ class TextEmbedder:
     def encode(self, texts: Sequence[str], progress: bool = True) -> np.ndarray:
         """(n, dim) L2-normalized float32 vectors of `texts`, in order; cached ones are reused."""
         texts = [str(t) for t in texts]
-        self._load()
         cache = self.cache
         if cache is None:
+            self._load()
             vectors = self._encode_uncached(texts, progress)
             self.stats["embedded"] += len(texts)
             return vectors
@@ -212,6 +215,7 @@ class TextEmbedder:
                 missing[digest] = text
         if missing:
             log.info("embedding %d new text(s) with %s (%d cached)", len(missing), self.model_name, len(texts) - len(missing))
+            self._load()
             cache.put(list(missing), self._encode_uncached(list(missing.values()), progress))
         self.stats["embedded"] += len(missing)
         self.stats["cached"] += len(texts) - len(missing)

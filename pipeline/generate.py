@@ -56,18 +56,22 @@ from pipeline.jobs import (
     database_url,
     worker_id,
 )
-from pipeline.llm import ChatClient, Completion, Endpoint, LLMError, ModelsFile, available_endpoints, load_models_file
+from pipeline.llm import (
+    ChatClient,
+    Completion,
+    Endpoint,
+    LLMError,
+    ModelsFile,
+    available_endpoints,
+    load_models_file,
+)
 from pipeline.schema import (
     ATTRIBUTE_NAMES,
     ATTRIBUTES,
     ATTRIBUTES_BY_NAME,
     CONTRAST_OF,
     CORPUS_COLUMNS,
-    DOMAIN,
-    DOMAINS,
     ID,
-    LANG,
-    SOURCE,
     TEXT,
     corpus_files,
     load_corpus,
@@ -86,7 +90,7 @@ STYLE_HINTS: tuple[str, ...] = (
     "polite and complete sentences",
     "terse imperative, like a power user",
     "with concrete names, file paths, amounts or dates",
-    "as questions that are really requests (\"can you ...?\")",
+    'as questions that are really requests ("can you ...?")',
     "multi-step requests joined with 'and then'",
     "with small typos and lowercase, as typed on a phone",
     "indirect or technical wording",
@@ -102,8 +106,16 @@ REASONS: dict[str, str] = {
     "length": "the text is too short or too long",
     "duplicate": "the text repeats a corpus row or another generated command",
     "too_many": "more commands than asked for",
+    "unknown_id": "a labeler answered for an id it was not asked about",
+    "missing_answer": "a labeler gave no answer for an id it was asked about",
 }
-ARABIC_RANGES = ((0x0600, 0x06FF), (0x0750, 0x077F), (0x08A0, 0x08FF), (0xFB50, 0xFDFF), (0xFE70, 0xFEFF))
+ARABIC_RANGES = (
+    (0x0600, 0x06FF),
+    (0x0750, 0x077F),
+    (0x08A0, 0x08FF),
+    (0xFB50, 0xFDFF),
+    (0xFE70, 0xFEFF),
+)
 
 
 @dataclass
@@ -148,7 +160,9 @@ class GenerateConfig:
     def __post_init__(self) -> None:
         unknown = sorted(set(self.label_attributes) - set(ATTRIBUTE_NAMES))
         if unknown:
-            raise ConfigError(f"generate.label_attributes: unknown attribute(s) {', '.join(unknown)}")
+            raise ConfigError(
+                f"generate.label_attributes: unknown attribute(s) {', '.join(unknown)}"
+            )
         if not 0 < self.label_quorum <= 1:
             raise ConfigError("generate.label_quorum must be in (0, 1]")
         if self.min_words < 1 or self.max_words < self.min_words:
@@ -376,7 +390,9 @@ def parse_commands(
             continue
         wrong = [n for n in ATTRIBUTE_NAMES if values[n] != wanted[n]]
         if wrong:
-            reject("wrong_labels", ", ".join(f"{n}: got {values[n]}, asked {wanted[n]}" for n in wrong))
+            reject(
+                "wrong_labels", ", ".join(f"{n}: got {values[n]}, asked {wanted[n]}" for n in wrong)
+            )
             continue
         if "domain" in item and item["domain"] != spec["domain"]:
             reject("wrong_domain", f"got {item['domain']!r}, asked {spec['domain']!r}")
@@ -395,11 +411,16 @@ def parse_commands(
             continue
         key = normalize_text(text)
         if key in known_texts or key in seen:
-            reject("duplicate", "same text as a corpus row" if key in known_texts else "repeated in reply")
+            reject(
+                "duplicate",
+                "same text as a corpus row" if key in known_texts else "repeated in reply",
+            )
             continue
         seen.add(key)
         out.rows.append(
-            GeneratedRow(row_id(spec["lang"], text), text, spec["lang"], spec["domain"], values, source)
+            GeneratedRow(
+                row_id(spec["lang"], text), text, spec["lang"], spec["domain"], values, source
+            )
         )
     return out
 
@@ -419,7 +440,9 @@ def plan_generation(
     Runs under the plan lock, so two workers starting together plan once. Jobs go to the
     generators by weight (smooth weighted round robin, in name order).
     """
-    weighted = sorted((e for e in endpoints if e.provider.weight > 0), key=lambda e: e.provider.name)
+    weighted = sorted(
+        (e for e in endpoints if e.provider.weight > 0), key=lambda e: e.provider.name
+    )
     target = config.target()
 
     def plan(conn: Any) -> BalancePlan:
@@ -484,7 +507,9 @@ class ProviderWork:
     stopped: Callable[[], str | None] = lambda: None
 
 
-async def _claim_or_release(db: JobDB, kind: str, provider: str, worker: str, lease_s: float) -> Claim | None:
+async def _claim_or_release(
+    db: JobDB, kind: str, provider: str, worker: str, lease_s: float
+) -> Claim | None:
     """Claim in a thread; if cancelled meanwhile, give back what the thread claimed."""
     pending = asyncio.ensure_future(asyncio.to_thread(db.claim, kind, [provider], worker, lease_s))
     try:
@@ -562,12 +587,51 @@ async def work_through(
     await asyncio.to_thread(db.requeue_dead_workers, kind)
     beat = asyncio.create_task(heartbeat())
     try:
-        await asyncio.gather(
-            *(slot(p, w) for p, w in work.items() for _ in range(w.concurrency))
-        )
+        await asyncio.gather(*(slot(p, w) for p, w in work.items() for _ in range(w.concurrency)))
     finally:
         beat.cancel()
     return stats
+
+
+def response_record(
+    client: ChatClient,
+    version: str,
+    outcome: str,
+    completion: Completion | None = None,
+    error: LLMError | None = None,
+) -> ResponseRecord:
+    """Provenance of one call: the completion's, or the provider's when the call failed."""
+    provider = client.provider
+    if completion is not None:
+        return ResponseRecord(
+            provider=provider.name,
+            model=completion.model,
+            endpoint=completion.endpoint,
+            prompt_version=version,
+            temperature=completion.temperature,
+            started_at=completion.started_at,
+            finished_at=completion.finished_at,
+            outcome=outcome,
+            prompt_tokens=completion.prompt_tokens,
+            completion_tokens=completion.completion_tokens,
+            retries=completion.retries,
+            raw=completion.raw,
+        )
+    if error is None:
+        raise ValueError("a response record needs a completion or an error")
+    return ResponseRecord(
+        provider=provider.name,
+        model=provider.model,
+        endpoint=client.endpoint.public_url,
+        prompt_version=version,
+        temperature=provider.temperature,
+        started_at=error.started_at or time.time(),
+        finished_at=error.finished_at or time.time(),
+        outcome=ERROR,
+        retries=error.retries,
+        error=str(error),
+        raw=error.raw,
+    )
 
 
 class GenerationWorker:
@@ -590,38 +654,6 @@ class GenerationWorker:
         self.known_texts = known_texts
         self.stats = stats
 
-    def _record(self, outcome: str, completion: Completion | None, error: LLMError | None = None) -> ResponseRecord:
-        provider = self.client.provider
-        if completion is not None:
-            return ResponseRecord(
-                provider=provider.name,
-                model=completion.model,
-                endpoint=completion.endpoint,
-                prompt_version=self.version,
-                temperature=completion.temperature,
-                started_at=completion.started_at,
-                finished_at=completion.finished_at,
-                outcome=outcome,
-                prompt_tokens=completion.prompt_tokens,
-                completion_tokens=completion.completion_tokens,
-                retries=completion.retries,
-                raw=completion.raw,
-            )
-        assert error is not None
-        return ResponseRecord(
-            provider=provider.name,
-            model=provider.model,
-            endpoint=self.client.endpoint.public_url,
-            prompt_version=self.version,
-            temperature=provider.temperature,
-            started_at=error.started_at or time.time(),
-            finished_at=error.finished_at or time.time(),
-            outcome=ERROR,
-            retries=error.retries,
-            error=str(error),
-            raw=error.raw,
-        )
-
     async def handle(self, claim: Claim) -> str | None:
         spec = claim.spec
         messages = generation_messages(spec, self.guide)
@@ -634,7 +666,7 @@ class GenerationWorker:
                 self.db.fail_attempt,
                 claim,
                 str(exc),
-                self._record(ERROR, None, exc),
+                response_record(self.client, self.version, ERROR, error=exc),
                 (),
                 self.config.retry_delay_s,
             )
@@ -643,7 +675,7 @@ class GenerationWorker:
         )
         if not parsed.rows:
             reasons = ", ".join(f"{k} x{v}" for k, v in sorted(parsed.reasons.items())) or "empty"
-            record = self._record(REJECTED, completion)
+            record = response_record(self.client, self.version, REJECTED, completion)
             return await asyncio.to_thread(
                 self.db.fail_attempt,
                 claim,
@@ -653,7 +685,12 @@ class GenerationWorker:
                 self.config.retry_delay_s,
             )
         result = await asyncio.to_thread(
-            self.db.finish, claim, self._record(OK, completion), parsed.rows, (), parsed.rejections
+            self.db.finish,
+            claim,
+            response_record(self.client, self.version, OK, completion),
+            parsed.rows,
+            (),
+            parsed.rejections,
         )
         if not result.finished:
             log.warning("job %d: lost to another worker; its result was not stored", claim.job_id)
@@ -693,12 +730,19 @@ async def run_generation(
         disable=not show_progress,
     )
     try:
-        run = await work_through(db, GENERATE, work, worker, config.lease_seconds, config.poll_seconds, progress)
+        run = await work_through(
+            db, GENERATE, work, worker, config.lease_seconds, config.poll_seconds, progress
+        )
     finally:
         progress.close()
         for client in clients.values():
             await client.aclose()
-    stats.done, stats.failed, stats.retried, stats.lost = run.done, run.failed, run.retried, run.lost
+    stats.done, stats.failed, stats.retried, stats.lost = (
+        run.done,
+        run.failed,
+        run.retried,
+        run.lost,
+    )
     return stats
 
 
@@ -759,11 +803,49 @@ class GenerateSummary:
     rows_waiting_for_labels: int
     rejections: dict[str, int]
     tokens: dict[str, dict[str, int]]
+    # Open jobs of providers this run could not use (their key or URL is not set).
+    waiting_for_providers: dict[str, int]
     export_path: str | None
     config: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+def summarize(
+    db: JobDB,
+    config: GenerateConfig,
+    endpoints: Sequence[Endpoint],
+    unavailable: list[str],
+    plan: BalancePlan | None,
+    stats: WorkStats,
+    exported: ExportResult,
+) -> GenerateSummary:
+    """The summary of a run, with totals over the whole job database."""
+    used = {e.provider.name for e in endpoints}
+    return GenerateSummary(
+        providers=sorted(used),
+        unavailable=unavailable,
+        planned_jobs=len(plan.requests) if plan else 0,
+        planned_rows=plan.requested_rows if plan else 0,
+        run={
+            "done": stats.done,
+            "failed": stats.failed,
+            "retried": stats.retried,
+            "lost": stats.lost,
+        },
+        jobs=db.job_counts(GENERATE),
+        rows_accepted=len(db.accepted_rows()),
+        rows_exported=exported.rows,
+        rows_waiting_for_labels=exported.waiting_for_labels,
+        rejections=db.rejection_counts(GENERATE),
+        tokens=db.token_usage(),
+        waiting_for_providers={
+            name: n for name, n in db.open_jobs_per_provider(GENERATE).items() if name not in used
+        },
+        export_path=str(exported.path) if exported.path else None,
+        config=to_dict(config),
+    )
 
 
 def format_summary(summary: GenerateSummary) -> str:
@@ -773,11 +855,17 @@ def format_summary(summary: GenerateSummary) -> str:
         "this run: " + ", ".join(f"{k} {v}" for k, v in summary.run.items()),
         "jobs: " + ", ".join(f"{k} {v}" for k, v in summary.jobs.items()),
         f"rows accepted: {summary.rows_accepted}, exported: {summary.rows_exported}"
-        + (f", waiting for labels: {summary.rows_waiting_for_labels}" if summary.rows_waiting_for_labels else ""),
+        + (
+            f", waiting for labels: {summary.rows_waiting_for_labels}"
+            if summary.rows_waiting_for_labels
+            else ""
+        ),
     ]
     if summary.rejections:
         lines.append("rejected outputs by reason:")
-        lines.extend(f"  {k:<16} {v:>6}" for k, v in summary.rejections.items())
+        lines.extend(
+            f"  {k:<16} {v:>6}  {REASONS.get(k, '')}" for k, v in summary.rejections.items()
+        )
     if summary.tokens:
         lines.append("tokens per provider (all runs):")
         for name, t in summary.tokens.items():
@@ -787,6 +875,8 @@ def format_summary(summary: GenerateSummary) -> str:
             )
     for reason in summary.unavailable:
         lines.append(f"not used: {reason}")
+    for name, n in summary.waiting_for_providers.items():
+        lines.append(f"{n} open job(s) wait for {name}")
     if summary.export_path:
         lines.append(f"wrote {summary.export_path}")
     return "\n".join(lines)
@@ -795,7 +885,9 @@ def format_summary(summary: GenerateSummary) -> str:
 def write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    tmp.write_text(
+        json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8"
+    )
     os.replace(tmp, path)
 
 
@@ -805,7 +897,10 @@ def write_json(path: Path, data: Any) -> None:
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", type=Path, help="models file (default: generate.models_file)")
-    parser.add_argument("--db", help="job database URL or SQLite path (default: $LM_ACTION_JOBS_DB or build/jobs.sqlite)")
+    parser.add_argument(
+        "--db",
+        help="job database URL or SQLite path (default: $LM_ACTION_JOBS_DB or build/jobs.sqlite)",
+    )
     parser.add_argument("--no-plan", action="store_true", help="only work on jobs already planned")
     parser.add_argument("--plan-only", action="store_true", help="plan jobs and stop")
     parser.add_argument("--retry-failed", action="store_true", help="give failed jobs new attempts")
@@ -818,7 +913,9 @@ def quiet_http_logs() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def nothing_configured(stage: str, path: Path, models: ModelsFile | None, role: str, missing: Iterable[str]) -> int:
+def nothing_configured(
+    stage: str, path: Path, models: ModelsFile | None, role: str, missing: Iterable[str]
+) -> int:
     if models is None:
         print(
             f"{stage}: nothing configured: no models file at {path} "
@@ -827,7 +924,9 @@ def nothing_configured(stage: str, path: Path, models: ModelsFile | None, role: 
     else:
         reasons = list(missing)
         detail = "; ".join(reasons) if reasons else f"the file lists no {role}"
-        print(f"{stage}: nothing configured: no usable {role} in {path} ({detail}); nothing was done")
+        print(
+            f"{stage}: nothing configured: no usable {role} in {path} ({detail}); nothing was done"
+        )
     return 0
 
 
@@ -862,31 +961,17 @@ def main(args: argparse.Namespace) -> int:
             for what in ("lang", "domain", "labels"):
                 log.debug("planned rows per %s: %s", what, plan.rows_per(what))
         stats = WorkStats()
-        if not args.plan_only:
-            known = {normalize_text(t) for t in corpus[TEXT]} if len(corpus) else set()
-            try:
+        require_agreement = bool(models and models.labelers)
+        try:
+            if not args.plan_only:
+                known = {normalize_text(t) for t in corpus[TEXT]} if len(corpus) else set()
                 stats = asyncio.run(
                     run_generation(db, endpoints, config, known, show_progress=not args.no_progress)
                 )
-            finally:
-                exported = export_generated(db, layout.generated, bool(models and models.labelers))
-        else:
-            exported = export_generated(db, layout.generated, bool(models and models.labelers))
-        summary = GenerateSummary(
-            providers=[e.provider.name for e in endpoints],
-            unavailable=missing,
-            planned_jobs=len(plan.requests) if plan else 0,
-            planned_rows=plan.requested_rows if plan else 0,
-            run={"done": stats.done, "failed": stats.failed, "retried": stats.retried, "lost": stats.lost},
-            jobs=db.job_counts(GENERATE),
-            rows_accepted=len(db.accepted_rows()),
-            rows_exported=exported.rows,
-            rows_waiting_for_labels=exported.waiting_for_labels,
-            rejections=db.rejection_counts(GENERATE),
-            tokens=db.token_usage(),
-            export_path=str(exported.path) if exported.path else None,
-            config=to_dict(config),
-        )
+        finally:
+            # Also on Ctrl-C: what finished is exported (and kept in the database anyway).
+            exported = export_generated(db, layout.generated, require_agreement)
+        summary = summarize(db, config, endpoints, missing, plan, stats, exported)
     write_json(layout.reports / SUMMARY_NAME, summary.to_dict())
     print(format_summary(summary))
     return 1 if stats.failed and not stats.done else 0

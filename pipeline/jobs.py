@@ -347,7 +347,9 @@ class JobDB:
         )
         return len(specs)
 
-    def add(self, kind: str, specs: Sequence[tuple[str, Mapping[str, Any]]], max_attempts: int) -> int:
+    def add(
+        self, kind: str, specs: Sequence[tuple[str, Mapping[str, Any]]], max_attempts: int
+    ) -> int:
         """Insert pending jobs outside a plan (benchmarks, tests)."""
         with self._begin() as conn:
             return self.add_jobs(conn, kind, specs, max_attempts)
@@ -700,6 +702,17 @@ class JobDB:
             found = dict(conn.execute(query.group_by(jobs.c.state)).all())
         return {state: int(found.get(state, 0)) for state in STATES}
 
+    def open_jobs_per_provider(self, kind: str) -> dict[str, int]:
+        """Pending and running jobs of `kind` per provider."""
+        with self._begin() as conn:
+            result = conn.execute(
+                sa.select(jobs.c.provider, sa.func.count())
+                .where(jobs.c.kind == kind, jobs.c.state.in_(OPEN_STATES))
+                .group_by(jobs.c.provider)
+                .order_by(jobs.c.provider)
+            )
+            return {provider: int(n) for provider, n in result}
+
     def jobs_frame_rows(self, kind: str) -> list[dict[str, Any]]:
         """Every job of `kind` as a dict (for reports and tests)."""
         with self._begin() as conn:
@@ -800,9 +813,9 @@ class JobDB:
             return
         with self._begin() as conn:
             conn.execute(
-                rows.update().where(rows.c.id == sa.bindparam("row_id")).values(
-                    verdict=sa.bindparam("new_verdict")
-                ),
+                rows.update()
+                .where(rows.c.id == sa.bindparam("row_id"))
+                .values(verdict=sa.bindparam("new_verdict")),
                 [{"row_id": k, "new_verdict": v} for k, v in verdicts.items()],
             )
 

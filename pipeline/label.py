@@ -17,7 +17,6 @@ import json
 import logging
 import math
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -39,6 +38,7 @@ from pipeline.generate import (
     parse_json_object,
     quiet_http_logs,
     read_models,
+    response_record,
     work_through,
     write_json,
 )
@@ -56,7 +56,6 @@ from pipeline.jobs import (
     JobDB,
     LabelAnswer,
     Rejection,
-    ResponseRecord,
     worker_id,
 )
 from pipeline.llm import ChatClient, Endpoint, LLMError, ProviderConfig, available_endpoints
@@ -76,7 +75,11 @@ GENERATOR = "generator"
 
 def label_messages(commands: Sequence[Mapping[str, str]], guide: str) -> list[dict[str, str]]:
     """Chat messages asking for the six labels of each `{"id", "text"}` command."""
-    shape = {"labels": [{"id": "<id>", **{a: "|".join(ATTRIBUTES_BY_NAME[a].values) for a in ATTRIBUTE_NAMES}}]}
+    shape = {
+        "labels": [
+            {"id": "<id>", **{a: "|".join(ATTRIBUTES_BY_NAME[a].values) for a in ATTRIBUTE_NAMES}}
+        ]
+    }
     system = (
         "You label commands that people give to a software agent acting on their computer and "
         f"online accounts, following this guide:\n\n{guide}\n\n"
@@ -110,7 +113,9 @@ def parse_label_answers(content: str, row_ids: Sequence[str]) -> ParsedAnswers:
         return out
     items = data.get("labels") if isinstance(data, dict) else data
     if not isinstance(items, list):
-        out.rejections.append(Rejection("bad_json", "expected an object with a `labels` list", content[:2000]))
+        out.rejections.append(
+            Rejection("bad_json", "expected an object with a `labels` list", content[:2000])
+        )
         return out
     asked = set(row_ids)
     answered: set[str] = set()
@@ -143,7 +148,9 @@ def parse_label_answers(content: str, row_ids: Sequence[str]) -> ParsedAnswers:
         out.answers.append(LabelAnswer(rid, values))
     for rid in row_ids:
         if rid not in answered and not any(r.row_id == rid for r in out.rejections):
-            out.rejections.append(Rejection("missing_answer", "no answer for this id", "", row_id=rid))
+            out.rejections.append(
+                Rejection("missing_answer", "no answer for this id", "", row_id=rid)
+            )
     return out
 
 
@@ -188,45 +195,15 @@ def plan_labeling(
 class LabelWorker:
     """Runs label jobs of one labeler: prompt, call, check, record."""
 
-    def __init__(self, db: JobDB, client: ChatClient, config: GenerateConfig, guide: str, stats: WorkStats):
+    def __init__(
+        self, db: JobDB, client: ChatClient, config: GenerateConfig, guide: str, stats: WorkStats
+    ):
         self.db = db
         self.client = client
         self.config = config
         self.guide = guide
         self.version = label_prompt_version(guide)
         self.stats = stats
-
-    def _record(self, outcome: str, completion: Any = None, error: LLMError | None = None) -> ResponseRecord:
-        provider = self.client.provider
-        if completion is not None:
-            return ResponseRecord(
-                provider=provider.name,
-                model=completion.model,
-                endpoint=completion.endpoint,
-                prompt_version=self.version,
-                temperature=completion.temperature,
-                started_at=completion.started_at,
-                finished_at=completion.finished_at,
-                outcome=outcome,
-                prompt_tokens=completion.prompt_tokens,
-                completion_tokens=completion.completion_tokens,
-                retries=completion.retries,
-                raw=completion.raw,
-            )
-        assert error is not None
-        return ResponseRecord(
-            provider=provider.name,
-            model=provider.model,
-            endpoint=self.client.endpoint.public_url,
-            prompt_version=self.version,
-            temperature=provider.temperature,
-            started_at=error.started_at or time.time(),
-            finished_at=error.finished_at or time.time(),
-            outcome=ERROR,
-            retries=error.retries,
-            error=str(error),
-            raw=error.raw,
-        )
 
     async def handle(self, claim: Claim) -> str | None:
         ids = list(claim.spec["row_ids"])
@@ -239,7 +216,12 @@ class LabelWorker:
             )
         except LLMError as exc:
             return await asyncio.to_thread(
-                self.db.fail_attempt, claim, str(exc), self._record(ERROR, error=exc), (), self.config.retry_delay_s
+                self.db.fail_attempt,
+                claim,
+                str(exc),
+                response_record(self.client, self.version, ERROR, error=exc),
+                (),
+                self.config.retry_delay_s,
             )
         parsed = parse_label_answers(completion.text, [c["id"] for c in commands])
         if not parsed.answers:
@@ -247,14 +229,14 @@ class LabelWorker:
                 self.db.fail_attempt,
                 claim,
                 "no valid answer",
-                self._record(REJECTED, completion),
+                response_record(self.client, self.version, REJECTED, completion),
                 parsed.rejections,
                 self.config.retry_delay_s,
             )
         result = await asyncio.to_thread(
             self.db.finish,
             claim,
-            self._record(OK, completion),
+            response_record(self.client, self.version, OK, completion),
             (),
             parsed.answers,
             parsed.rejections,
@@ -289,14 +271,23 @@ async def run_labeling(
         )
         for name, client in clients.items()
     }
-    progress = tqdm(total=counts[PENDING] + counts[RUNNING], desc="label", unit="job", disable=not show_progress)
+    progress = tqdm(
+        total=counts[PENDING] + counts[RUNNING], desc="label", unit="job", disable=not show_progress
+    )
     try:
-        run = await work_through(db, LABEL, work, worker, config.lease_seconds, config.poll_seconds, progress)
+        run = await work_through(
+            db, LABEL, work, worker, config.lease_seconds, config.poll_seconds, progress
+        )
     finally:
         progress.close()
         for client in clients.values():
             await client.aclose()
-    stats.done, stats.failed, stats.retried, stats.lost = run.done, run.failed, run.retried, run.lost
+    stats.done, stats.failed, stats.retried, stats.lost = (
+        run.done,
+        run.failed,
+        run.retried,
+        run.lost,
+    )
     return stats
 
 
@@ -323,7 +314,9 @@ def verdicts(
             out[row["id"]] = None
             continue
         agreeing = sum(all(got[name][a] == row[a] for a in attributes) for name in eligible)
-        out[row["id"]] = AGREED if agreeing >= math.ceil(quorum * len(eligible) - 1e-9) else DISAGREED
+        out[row["id"]] = (
+            AGREED if agreeing >= math.ceil(quorum * len(eligible) - 1e-9) else DISAGREED
+        )
     return out
 
 
@@ -378,11 +371,20 @@ def agreement_report(
     row_verdicts: Mapping[str, str | None],
 ) -> AgreementReport:
     """Observed agreement, Cohen's kappa (each labeler vs the generator) and Fleiss' kappa (the
-    generator and every labeler, on rows all of them rated) per attribute."""
+    generator and its eligible labelers, on rows all of them rated) per attribute."""
     names = [p.name for p in labelers]
     by_row: dict[str, dict[str, Mapping[str, Any]]] = {}
     for a in answers:
         by_row.setdefault(a["row_id"], {})[a["labeler"]] = a
+    # Fleiss' kappa needs the same raters per row: the generator and every eligible labeler,
+    # on the rows where the most raters answered.
+    complete = []
+    for row in rows:
+        eligible = [p.name for p in labelers if p.model != row["source"]]
+        if eligible and all(n in by_row.get(row["id"], {}) for n in eligible):
+            complete.append((row, eligible))
+    most = max((len(e) for _, e in complete), default=0)
+    full = [(row, e) for row, e in complete if len(e) == most]
     attributes: dict[str, dict[str, Any]] = {}
     for attribute in ATTRIBUTE_NAMES:
         values = ATTRIBUTES_BY_NAME[attribute].values
@@ -398,17 +400,16 @@ def agreement_report(
             pairs += len(gen)
             pairs_agree += sum(g == l for g, l in zip(gen, lab))
             per_labeler[name] = cohen_kappa(gen, lab, values)
-        full = [r for r in rows if all(n in by_row.get(r["id"], {}) for n in names)]
         matrix = np.zeros((len(full), len(values)))
-        for i, row in enumerate(full):
+        for i, (row, raters) in enumerate(full):
             matrix[i, values.index(row[attribute])] += 1
-            for name in names:
+            for name in raters:
                 matrix[i, values.index(by_row[row["id"]][name][attribute])] += 1
         attributes[attribute] = {
             "observed_agreement": pairs_agree / pairs if pairs else None,
             "pairs": pairs,
             "cohen_kappa": per_labeler,
-            "fleiss_kappa": fleiss_kappa(matrix) if len(full) and names else None,
+            "fleiss_kappa": fleiss_kappa(matrix) if full else None,
             "fleiss_rows": len(full),
         }
     disagreements = []
@@ -437,7 +438,16 @@ def agreement_report(
 
 def write_disagreements(path: Path, report: AgreementReport) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    columns = ["id", "text", "lang", "domain", "source", "verdict", "attribute", GENERATOR] + report.labelers
+    columns = [
+        "id",
+        "text",
+        "lang",
+        "domain",
+        "source",
+        "verdict",
+        "attribute",
+        GENERATOR,
+    ] + report.labelers
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with tmp.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
@@ -471,8 +481,13 @@ def format_report(report: AgreementReport) -> str:
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", type=Path, help="models file (default: generate.models_file)")
-    parser.add_argument("--db", help="job database URL or SQLite path (default: $LM_ACTION_JOBS_DB or build/jobs.sqlite)")
-    parser.add_argument("--retry-failed", action="store_true", help="give failed label jobs new attempts")
+    parser.add_argument(
+        "--db",
+        help="job database URL or SQLite path (default: $LM_ACTION_JOBS_DB or build/jobs.sqlite)",
+    )
+    parser.add_argument(
+        "--retry-failed", action="store_true", help="give failed label jobs new attempts"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -500,20 +515,33 @@ def main(args: argparse.Namespace) -> int:
             counts = db.job_counts(LABEL, [e.provider.name for e in endpoints])
             if counts[PENDING] + counts[RUNNING] == 0:
                 break
-            log.info("label round %d: %d new job(s), %d open", round_ + 1, added, counts[PENDING] + counts[RUNNING])
-            run = asyncio.run(run_labeling(db, endpoints, config, show_progress=not args.no_progress))
+            log.info(
+                "label round %d: %d new job(s), %d open",
+                round_ + 1,
+                added,
+                counts[PENDING] + counts[RUNNING],
+            )
+            run = asyncio.run(
+                run_labeling(db, endpoints, config, show_progress=not args.no_progress)
+            )
             stats.done += run.done
             stats.failed += run.failed
             stats.accepted_rows += run.accepted_rows
         rows = db.accepted_rows()
         answers = db.label_answers()
-        row_verdicts = verdicts(rows, answers, models.labelers, config.label_attributes, config.label_quorum)
+        row_verdicts = verdicts(
+            rows, answers, models.labelers, config.label_attributes, config.label_quorum
+        )
         db.set_verdicts(row_verdicts)
         rows = db.accepted_rows()
         report = agreement_report(rows, answers, models.labelers, row_verdicts)
         exported = export_generated(db, layout.generated, require_agreement=True)
         summary = {
-            "run": {"jobs_done": stats.done, "jobs_failed": stats.failed, "answers": stats.accepted_rows},
+            "run": {
+                "jobs_done": stats.done,
+                "jobs_failed": stats.failed,
+                "answers": stats.accepted_rows,
+            },
             "jobs": db.job_counts(LABEL),
             "rejections": db.rejection_counts(LABEL),
             "tokens": db.token_usage(),
@@ -527,9 +555,14 @@ def main(args: argparse.Namespace) -> int:
     print(format_report(report))
     print("label jobs: " + ", ".join(f"{k} {v}" for k, v in summary["jobs"].items()))
     if summary["rejections"]:
-        print("rejected answers: " + ", ".join(f"{k} {v}" for k, v in summary["rejections"].items()))
+        print(
+            "rejected answers: " + ", ".join(f"{k} {v}" for k, v in summary["rejections"].items())
+        )
     for name, t in summary["tokens"].items():
         print(f"tokens {name}: {t['prompt_tokens']} prompt, {t['completion_tokens']} completion")
-    print(f"exported {exported.rows} agreed row(s)" + (f" to {exported.path}" if exported.path else ""))
+    print(
+        f"exported {exported.rows} agreed row(s)"
+        + (f" to {exported.path}" if exported.path else "")
+    )
     print(f"wrote {layout.reports / AGREEMENT_REPORT} and {layout.reports / DISAGREEMENTS_CSV}")
     return 0

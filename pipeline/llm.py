@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,7 +136,9 @@ def public_url(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
-def resolve_endpoint(provider: ProviderConfig, environ: Mapping[str, str] | None = None) -> Endpoint:
+def resolve_endpoint(
+    provider: ProviderConfig, environ: Mapping[str, str] | None = None
+) -> Endpoint:
     """The provider's endpoint from the environment; `ProviderUnavailable` names what is missing."""
     environ = os.environ if environ is None else environ
     base_url = provider.base_url
@@ -288,6 +291,18 @@ def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+# Key-like strings that providers echo in error messages ("Incorrect API key provided: sk-...").
+KEY_PATTERN = re.compile(r"\b(?:sk-[A-Za-z0-9_\-*]{6,}|AIza[0-9A-Za-z_\-]{10,})")
+REDACTED = "[redacted]"
+
+
+def scrub(text: str, secret: str = "", patterns: bool = True) -> str:
+    """`text` without `secret` and, with `patterns`, without anything that looks like a key."""
+    if secret and secret != NO_KEY and len(secret) >= 4:
+        text = text.replace(secret, REDACTED)
+    return KEY_PATTERN.sub(REDACTED, text) if patterns else text
+
+
 def _error_body(exc: openai.APIError) -> str:
     body = exc.body
     if body is None:
@@ -332,6 +347,9 @@ class ChatClient:
 
     async def aclose(self) -> None:
         await self._client.close()
+
+    def _scrub(self, text: str) -> str:
+        return scrub(text, self.endpoint.api_key)
 
     def backoff(self, retry: int) -> float:
         """Exponential backoff with equal jitter for the `retry`-th retry (0-based)."""
@@ -382,7 +400,8 @@ class ChatClient:
                     response = await self._client.chat.completions.create(**kwargs)
                 except openai.APIStatusError as exc:
                     status = exc.status_code
-                    message = f"HTTP {status}: {exc.message}"
+                    message = self._scrub(f"HTTP {status}: {exc.message}")
+                    body = self._scrub(_error_body(exc))
                     if status not in RETRY_STATUSES and status < 500:
                         fatal = status in FATAL_STATUSES
                         if fatal:
@@ -390,7 +409,7 @@ class ChatClient:
                         raise LLMError(
                             message,
                             status=status,
-                            raw=_error_body(exc),
+                            raw=body,
                             retries=retry,
                             fatal=fatal,
                             started_at=started,
@@ -403,13 +422,14 @@ class ChatClient:
                         if status == 429:
                             self._paused_until = max(self._paused_until, time.monotonic() + delay)
                     errors.append(message)
-                    last_error = LLMError(message, status=status, raw=_error_body(exc))
-                except openai.APITimeoutError as exc:
+                    last_error = LLMError(message, status=status, raw=body)
+                except openai.APITimeoutError:
                     errors.append("timeout")
                     last_error = LLMError(f"timed out after {provider.timeout_s:g}s")
                 except openai.APIConnectionError as exc:
-                    errors.append(f"connection error: {exc.message}")
-                    last_error = LLMError(f"connection error: {exc.message}")
+                    message = self._scrub(f"connection error: {exc.message}")
+                    errors.append(message)
+                    last_error = LLMError(message)
                 else:
                     return self._completion(response, estimate, started, retry, errors)
             if retry == provider.max_retries:
@@ -438,7 +458,7 @@ class ChatClient:
         text = (choices[0].message.content or "") if choices else ""
         return Completion(
             text=text,
-            raw=response.model_dump_json(),
+            raw=scrub(response.model_dump_json(), self.endpoint.api_key, patterns=False),
             model=getattr(response, "model", "") or self.provider.model,
             provider=self.provider.name,
             endpoint=self.endpoint.public_url,

@@ -17,19 +17,20 @@ import argparse
 import csv
 import html
 import io
+import json
 import logging
 import os
 import re
-import tempfile
 import threading
 import unicodedata
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from pipeline.config import REPO_ROOT, BuildLayout
 from pipeline.decision import DECISIONS, GateResult, decisions_from_frame, gate
@@ -45,6 +46,9 @@ from pipeline.schema import (
     YES,
 )
 
+if TYPE_CHECKING:
+    import gradio as gr
+
 log = logging.getLogger("space.app")
 
 # Limits, documented in the UI. A batch file of more rows is refused, not cut.
@@ -56,11 +60,13 @@ MAX_INPUT_CHARS = 4_000
 # Simultaneous requests per event (2 CPU cores) and requests waiting in the queue.
 CONCURRENCY_LIMIT = 2
 QUEUE_MAX_SIZE = 64
+# Uploads and result files are deleted from Gradio's cache after this many seconds.
+CACHE_MAX_AGE_S = 3600
 # Rows classified between progress updates (and between which single commands can run).
 BATCH_CHUNK_ROWS = 256
 EXAMPLES_PER_DECISION = 2
 EXAMPLE_MAX_WORDS = 25
-TABLE_COLUMNS = ("text", "decision") + ATTRIBUTE_NAMES + ("uncertain",)
+TABLE_COLUMNS = ("decision", "text") + ATTRIBUTE_NAMES + ("uncertain",)
 
 LAYOUT = BuildLayout(REPO_ROOT / "build")
 DEFAULT_MODEL_DIR = LAYOUT.hub_model
@@ -180,9 +186,8 @@ def resolve_source(
     """A Hub snapshot of `repo_id` (downloaded, or cached when offline), else `local_dir`."""
     note = ""
     if repo_id:
-        from huggingface_hub import snapshot_download
-
         import httpx
+        from huggingface_hub import snapshot_download
 
         try:
             path = Path(snapshot_download(repo_id, repo_type=repo_type, revision=revision))
@@ -326,7 +331,9 @@ class CommandClassifier:
             texts = [cleaned[i].text for i in chunk]
             with self._lock:
                 probs = self.predictor.predict_proba(texts)
-                truncated = [cleaned[i].cut or self.predictor.truncates(t) for i, t in zip(chunk, texts)]
+                truncated = [
+                    cleaned[i].cut or self.predictor.truncates(t) for i, t in zip(chunk, texts)
+                ]
             for i, p, cut in zip(chunk, probs, truncated):
                 notices = list(cleaned[i].notices)
                 if cut:
@@ -354,13 +361,13 @@ def banner_html(result: Classification) -> str:
     if result.decision is None:
         return f'<div class="lma-banner lma-empty" data-decision="none">{notices}</div>'
     reasons = "".join(f'<div class="lma-reason">{esc(r)}</div>' for r in result.reasons)
-    uncertain = (
-        f'<div class="lma-uncertain" data-uncertain="yes">{esc(_uncertain_text(result.uncertain_outputs))}</div>'
-        if result.uncertain
-        else ""
-    )
+    uncertain = ""
+    if result.uncertain:
+        text = esc(_uncertain_text(result.uncertain_outputs))
+        uncertain = f'<div class="lma-uncertain" data-uncertain="yes">{text}</div>'
+    decision = esc(result.decision)
     return (
-        f'<div class="lma-banner lma-{esc(result.decision)}" data-decision="{esc(result.decision)}">'
+        f'<div class="lma-banner lma-{decision}" data-decision="{decision}">'
         f'<div class="lma-kicker">Decision</div>'
         f'<div class="lma-title">{esc(DECISION_TITLES[result.decision])}</div>'
         f"{reasons}{uncertain}{notices}</div>"
@@ -414,7 +421,9 @@ def read_batch_file(path: str | Path, max_rows: int = MAX_BATCH_ROWS) -> BatchIn
     name = path.name
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".txt"):
-        raise BatchFileError(f"{name}: upload a .csv or .txt file (got '{suffix or 'no extension'}').")
+        raise BatchFileError(
+            f"{name}: upload a .csv or .txt file (got '{suffix or 'no extension'}')."
+        )
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -524,22 +533,30 @@ def load_dataset_view(source: LoadedFrom) -> DatasetView:
     """Load every split with `datasets.load_dataset`; a missing or unreadable dataset gives an
     empty view with a note (the Space still classifies)."""
     if not source.path.is_dir():
-        return DatasetView({}, source, f"No dataset at `{source.ref}`: examples and statistics are unavailable.")
+        return DatasetView(
+            {}, source, f"No dataset at `{source.ref}`: examples and statistics are unavailable."
+        )
     import datasets
 
     try:
         loaded = datasets.load_dataset(str(source.path))
     except (OSError, ValueError, datasets.exceptions.DatasetsError) as exc:
         log.warning("cannot load dataset %s: %s", source.ref, exc)
-        return DatasetView({}, source, f"The dataset at `{source.ref}` could not be loaded ({exc}).")
+        return DatasetView(
+            {}, source, f"The dataset at `{source.ref}` could not be loaded ({exc})."
+        )
     splits = {name: split.to_pandas() for name, split in loaded.items()}
-    missing = sorted({TEXT, *ATTRIBUTE_NAMES} - set.intersection(*(set(f.columns) for f in splits.values())))
+    missing = sorted(
+        {TEXT, *ATTRIBUTE_NAMES} - set.intersection(*(set(f.columns) for f in splits.values()))
+    )
     if missing:
         return DatasetView({}, source, f"The dataset lacks the column(s) {', '.join(missing)}.")
     return DatasetView(splits, source)
 
 
-def decision_examples(view: DatasetView, per_decision: int = EXAMPLES_PER_DECISION, seed: int = 0) -> list[tuple[str, str]]:
+def decision_examples(
+    view: DatasetView, per_decision: int = EXAMPLES_PER_DECISION, seed: int = 0
+) -> list[tuple[str, str]]:
     """(decision, command) pairs from the test split, `per_decision` of each decision,
     languages alternating where the split has several; short commands preferred."""
     split = view.example_split
@@ -557,7 +574,9 @@ def decision_examples(view: DatasetView, per_decision: int = EXAMPLES_PER_DECISI
             rows = frame[frame["_decision"] == decision]
         if LANG in rows.columns:
             # round-robin over languages so Arabic appears beside English
-            rows = rows.assign(_rank=rows.groupby(LANG).cumcount()).sort_values("_rank", kind="stable")
+            rows = rows.assign(_rank=rows.groupby(LANG).cumcount()).sort_values(
+                "_rank", kind="stable"
+            )
         out.extend((decision, text) for text in rows[TEXT].head(per_decision))
     return out
 
@@ -582,8 +601,6 @@ _FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.S)
 
 def card_metrics(card_text: str) -> pd.DataFrame:
     """The metrics a model card declares in its `model-index` front matter."""
-    import yaml
-
     match = _FRONT_MATTER.match(card_text)
     if not match:
         return pd.DataFrame()
@@ -638,8 +655,6 @@ class AboutContent:
 
 
 def _read_json(path: Path) -> dict | None:
-    import json
-
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -698,7 +713,9 @@ class SpaceResources:
     backend: str
 
 
-def load_resources(config: SpaceConfig, predictor_config: PredictorConfig = PredictorConfig()) -> SpaceResources:
+def load_resources(
+    config: SpaceConfig, predictor_config: PredictorConfig = PredictorConfig()
+) -> SpaceResources:
     """Load the model, the dataset and the About tab's content once."""
     model_source = resolve_source(config.model_id, config.model_revision, "model", config.model_dir)
     if not (model_source.path / "config.json").is_file():
@@ -708,12 +725,16 @@ def load_resources(config: SpaceConfig, predictor_config: PredictorConfig = Pred
             "`make build` to stage build/hub/model"
         )
     predictor = Predictor(model_source.path, predictor_config)
-    dataset_source = resolve_source(config.dataset_id, config.dataset_revision, "dataset", config.dataset_dir)
+    dataset_source = resolve_source(
+        config.dataset_id, config.dataset_revision, "dataset", config.dataset_dir
+    )
     dataset = load_dataset_view(dataset_source)
     reports = [config.reports_dir, model_source.path / "reports", dataset_source.path / "reports"]
     about = load_about(reports, model_source.path)
     log.info("model %s, dataset %s", model_source.describe(), dataset_source.describe())
-    return SpaceResources(CommandClassifier(predictor), model_source, dataset, about, predictor.backend_detail)
+    return SpaceResources(
+        CommandClassifier(predictor), model_source, dataset, about, predictor.backend_detail
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -730,11 +751,11 @@ CSS = """
 .lma-confirm { background: #fff4d6; border-color: #bf8700; color: #4d3500; }
 .lma-cannot_do { background: #eceff4; border-color: #57606a; color: #24292f; }
 .lma-block { background: #ffebe9; border-color: #cf222e; color: #67060c; }
-.lma-empty { border-style: dashed; border-color: var(--border-color-primary); color: var(--body-text-color-subdued); }
-.lma-uncertain { color: inherit; }
+.lma-empty { border-style: dashed; border-color: var(--border-color-primary);
+  color: var(--body-text-color-subdued); }
 #command textarea { unicode-bidi: plaintext; text-align: start; font-size: 1.05rem; }
-#command .submit-button { background: var(--button-primary-background-fill); color: var(--button-primary-text-color);
-  border-radius: var(--button-large-radius); padding: 0 18px; font-weight: 600; min-height: 40px; }
+#command .submit-button { background: var(--button-primary-background-fill);
+  color: var(--button-primary-text-color); border-radius: var(--button-large-radius); padding: 0 18px; font-weight: 600; min-height: 40px; }
 #command .submit-button:hover { background: var(--button-primary-background-fill-hover); }
 #decision-banner .html-container { padding: 0; }
 #batch-table td { unicode-bidi: plaintext; }
@@ -800,8 +821,8 @@ def build_app(res: SpaceResources, space_ref: str | None = None) -> "gr.Blocks":
 
         results = classifier.classify_many(batch.texts, on_progress=report)
         frame = batch_frame(batch, results)
-        out_dir = Path(tempfile.mkdtemp(prefix="lm-action-batch-"))
-        out_path = out_dir / f"{Path(batch.name).stem}-classified.csv"
+        # Beside the upload, in Gradio's cache, which `delete_cache` empties.
+        out_path = Path(file).with_name(f"{Path(batch.name).stem}-classified.csv")
         frame.to_csv(out_path, index=False, encoding="utf-8-sig")
         return batch_summary(batch.name, frame), frame[list(TABLE_COLUMNS)], str(out_path)
 
@@ -809,7 +830,11 @@ def build_app(res: SpaceResources, space_ref: str | None = None) -> "gr.Blocks":
     sizes, decisions = dataset_statistics(res.dataset)
     about = res.about
 
-    with gr.Blocks(title="LM-Action: should the agent do this?", analytics_enabled=False) as app:
+    with gr.Blocks(
+        title="LM-Action: should the agent do this?",
+        analytics_enabled=False,
+        delete_cache=(CACHE_MAX_AGE_S, CACHE_MAX_AGE_S),
+    ) as app:
         gr.Markdown(
             "# LM-Action\n"
             "Should a computer-using agent carry out a command? LM-Action predicts six attributes "
@@ -834,7 +859,9 @@ def build_app(res: SpaceResources, space_ref: str | None = None) -> "gr.Blocks":
                 labels: dict[str, gr.Label] = {}
                 with gr.Row():
                     for i, criterion in enumerate(CRITERIA):
-                        with gr.Column(min_width=300, elem_id=f"criterion-{i}", elem_classes="lma-criterion"):
+                        with gr.Column(
+                            min_width=300, elem_id=f"criterion-{i}", elem_classes="lma-criterion"
+                        ):
                             gr.Markdown(f"#### {criterion.name}")
                             with gr.Row():
                                 for attribute in criterion.attributes:
@@ -846,7 +873,14 @@ def build_app(res: SpaceResources, space_ref: str | None = None) -> "gr.Blocks":
                                         elem_id=f"attr-{attribute.name}",
                                     )
                 outputs = [banner, *(labels[name] for name in ATTRIBUTE_NAMES)]
-                command.submit(classify_ui, command, outputs, api_visibility="private", show_progress="minimal")
+                command.submit(
+                    classify_ui,
+                    command,
+                    outputs,
+                    api_visibility="private",
+                    show_progress="minimal",
+                    concurrency_id="classify",
+                )
                 if examples:
                     gr.Examples(
                         examples=[[text] for _, text in examples],
@@ -857,7 +891,8 @@ def build_app(res: SpaceResources, space_ref: str | None = None) -> "gr.Blocks":
                         run_on_click=True,
                         cache_examples=False,
                         examples_per_page=len(examples),
-                        label=f"Examples from the {res.dataset.example_split} split, by expected decision",
+                        label=f"Examples from the {res.dataset.example_split} split, "
+                        "by expected decision",
                         api_visibility="private",
                     )
                 else:
@@ -870,16 +905,22 @@ def build_app(res: SpaceResources, space_ref: str | None = None) -> "gr.Blocks":
                     f"and {MAX_UPLOAD_MB} MB. The download has every output: the six labels, their "
                     "probabilities, the decision, the reasons and uncertainty."
                 )
-                upload = gr.File(label="Commands (.csv or .txt)", file_types=[".csv", ".txt"], elem_id="batch-file")
+                upload = gr.File(
+                    label="Commands (.csv or .txt)",
+                    file_types=[".csv", ".txt"],
+                    elem_id="batch-file",
+                )
                 status = gr.Markdown(elem_id="batch-status")
-                download = gr.File(label="Results (CSV download)", interactive=False, elem_id="batch-download")
+                download = gr.File(
+                    label="Results (CSV download)", interactive=False, elem_id="batch-download"
+                )
                 table = gr.Dataframe(
                     headers=list(TABLE_COLUMNS),
                     label="Results",
                     interactive=False,
                     wrap=True,
                     max_height=520,
-                    column_widths=["30%", "10%", "8%", "7%", "8%", "12%", "9%", "7%", "9%"],
+                    column_widths=[100, 340, 90, 80, 90, 160, 110, 80, 110],
                     elem_id="batch-table",
                 )
                 upload.upload(
@@ -893,7 +934,10 @@ def build_app(res: SpaceResources, space_ref: str | None = None) -> "gr.Blocks":
 
             with gr.Tab("About & data", id="about"):
                 gr.Markdown("## Model and data")
-                links = [f"- Model: {res.model_source.describe()}", f"- Dataset: {res.dataset.source.describe()}"]
+                links = [
+                    f"- Model: {res.model_source.describe()}",
+                    f"- Dataset: {res.dataset.source.describe()}",
+                ]
                 gr.Markdown("\n".join(links))
                 if not about.metrics.empty:
                     gr.Markdown("### Metrics from the model card")
@@ -909,7 +953,15 @@ def build_app(res: SpaceResources, space_ref: str | None = None) -> "gr.Blocks":
                 if about.data_report is not None:
                     gr.JSON(about.data_report, label="Data report (data.json)")
                 if about.plots:
-                    gr.Gallery(about.plots, label="Plots from the reports", columns=2, height="auto")
+                    gr.Gallery(
+                        about.plots,
+                        label="Plots from the reports",
+                        columns=2,
+                        height=420,
+                        object_fit="contain",
+                        preview=False,
+                        elem_id="report-plots",
+                    )
                 if about.notes:
                     gr.Markdown("\n".join(f"- _{n}_" for n in about.notes))
                 gr.Markdown("## Limitations\n" + about.limitations)
@@ -922,7 +974,7 @@ def build_app(res: SpaceResources, space_ref: str | None = None) -> "gr.Blocks":
             f"<div class='lma-footer'>LM-Action classifies commands and never executes them. "
             f"Up to {CONCURRENCY_LIMIT} requests run at once; others wait in the queue.</div>"
         )
-        gr.api(classify, api_name="classify")
+        gr.api(classify, api_name="classify", concurrency_id="classify")
     app.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_MAX_SIZE)
     return app
 
@@ -943,16 +995,27 @@ def launch(app, host: str = "127.0.0.1", port: int | None = None, **kwargs):
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m space.app", description="Serve the LM-Action Space.")
+    parser = argparse.ArgumentParser(
+        prog="python -m space.app", description="Serve the LM-Action Space."
+    )
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
-    parser.add_argument("--model", help="Hub model id or local folder (default: MODEL_ID, else build/hub/model)")
-    parser.add_argument("--dataset", help="Hub dataset id or local folder (default: DATASET_ID, else build/hub/dataset)")
+    parser.add_argument(
+        "--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860"))
+    )
+    parser.add_argument(
+        "--model", help="Hub model id or local folder (default: MODEL_ID, else build/hub/model)"
+    )
+    parser.add_argument(
+        "--dataset",
+        help="Hub dataset id or local folder (default: DATASET_ID, else build/hub/dataset)",
+    )
     parser.add_argument("--reports", type=Path, help="reports folder (default: build/reports)")
     return parser.parse_args(argv)
 
 
-def config_from_args(args: argparse.Namespace, environ: dict[str, str] | None = None) -> SpaceConfig:
+def config_from_args(
+    args: argparse.Namespace, environ: dict[str, str] | None = None
+) -> SpaceConfig:
     """Environment first, then the CLI: a folder argument is local, anything else a Hub id."""
     config = SpaceConfig.from_env(environ)
     changes: dict[str, Any] = {}
@@ -972,7 +1035,9 @@ def config_from_args(args: argparse.Namespace, environ: dict[str, str] | None = 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     args = parse_args(argv)
     try:
         resources = load_resources(config_from_args(args))

@@ -31,10 +31,15 @@ class Latency:
     max_ms: float
 
     def __str__(self) -> str:
-        return f"{self.calls} calls: p50 {self.p50_ms:.1f} ms, p90 {self.p90_ms:.1f} ms, max {self.max_ms:.1f} ms"
+        return (
+            f"{self.calls} calls: p50 {self.p50_ms:.1f} ms, p90 {self.p90_ms:.1f} ms, "
+            f"max {self.max_ms:.1f} ms"
+        )
 
 
-def measure_latency(classifier: CommandClassifier, commands: Sequence[str], warmup: int = 10) -> Latency:
+def measure_latency(
+    classifier: CommandClassifier, commands: Sequence[str], warmup: int = 10
+) -> Latency:
     """Time `classifier.classify` on each command, one at a time, after `warmup` calls."""
     if not commands:
         raise ValueError("no commands to time")
@@ -46,19 +51,31 @@ def measure_latency(classifier: CommandClassifier, commands: Sequence[str], warm
         classifier.classify(text)
         times.append((time.perf_counter() - start) * 1000.0)
     ms = np.asarray(times)
-    return Latency(len(ms), float(np.percentile(ms, 50)), float(np.percentile(ms, 90)), float(ms.max()))
+    return Latency(
+        len(ms), float(np.percentile(ms, 50)), float(np.percentile(ms, 90)), float(ms.max())
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m space.latency", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m space.latency", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="model folder")
-    parser.add_argument("--commands", type=Path, required=True, help="CSV (text column) or TXT of commands")
+    parser.add_argument(
+        "--commands", type=Path, required=True, help="CSV (text column) or TXT of commands"
+    )
     parser.add_argument("--limit", type=int, default=300, help="commands timed (default 300)")
     parser.add_argument("--backend", default="auto", help="predictor backend: auto, torch or onnx")
-    parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: runtime's)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="intra-op threads (default: runtime's)"
+    )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    predictor = Predictor(args.model, PredictorConfig(backend=args.backend, num_threads=args.threads))
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    predictor = Predictor(
+        args.model, PredictorConfig(backend=args.backend, num_threads=args.threads)
+    )
     texts = read_batch_file(args.commands, max_rows=10**9).texts[: args.limit]
     print(f"{predictor.backend_detail}: {measure_latency(CommandClassifier(predictor), texts)}")
     return 0

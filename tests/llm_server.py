@@ -25,7 +25,14 @@ from typing import Any, Callable
 from pipeline.schema import ATTRIBUTE_NAMES
 
 ATTRIBUTE_FLIP = {"yes": "no", "no": "yes", "low": "high", "medium": "low", "high": "low"}
-EN_VERBS = ("please sort", "go ahead and archive", "quickly rename", "help me check", "open up", "back up")
+EN_VERBS = (
+    "please sort",
+    "go ahead and archive",
+    "quickly rename",
+    "help me check",
+    "open up",
+    "back up",
+)
 EN_THINGS = ("the reports", "my receipts", "the shared notes", "those invoices", "the old drafts")
 AR_VERBS = ("من فضلك رتب", "انقل", "افتح", "راجع", "احفظ نسخة من")
 AR_THINGS = ("الملفات القديمة", "الفواتير", "الملاحظات المشتركة", "التقارير", "الصور")
@@ -139,7 +146,9 @@ class LLMServer:
     def requests_per_job(self, ok_only: bool = False) -> Counter[str]:
         with self._lock:
             return Counter(
-                r.job for r in self.requests if r.job is not None and (not ok_only or r.status == 200)
+                r.job
+                for r in self.requests
+                if r.job is not None and (not ok_only or r.status == 200)
             )
 
     def _next_fault(self, model: str) -> str | None:
@@ -185,7 +194,16 @@ class LLMServer:
         if not path.rstrip("/").endswith("/chat/completions"):
             return 404, {}, _error("not found", "invalid_request_error"), "", "?", None
         if self.api_key is not None and headers.get("Authorization") != f"Bearer {self.api_key}":
-            return 401, {}, _error("invalid api key", "invalid_request_error"), "", "?", None
+            # Like OpenAI, echo the key that was sent (there masked; here whole, the worst case).
+            sent = headers.get("Authorization", "").removeprefix("Bearer ")
+            return (
+                401,
+                {},
+                _error(f"Incorrect API key provided: {sent}", "invalid_request_error"),
+                "",
+                "?",
+                None,
+            )
         try:
             request = json.loads(body)
             messages = request["messages"]
@@ -199,7 +217,14 @@ class LLMServer:
             time.sleep(self.latency_s)
         if fault and fault.startswith("429"):
             wait = fault.partition(":")[2] or "1"
-            return 429, {"Retry-After": wait}, _error("rate limited", "rate_limit_error"), model, kind, fault
+            return (
+                429,
+                {"Retry-After": wait},
+                _error("rate limited", "rate_limit_error"),
+                model,
+                kind,
+                fault,
+            )
         if fault == "500":
             return 500, {}, _error("server error", "server_error"), model, kind, fault
         if fault == "timeout":

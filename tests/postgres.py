@@ -28,7 +28,9 @@ def postgres_bin_dir() -> Path | None:
     """The newest /usr/lib/postgresql/<version>/bin holding initdb and pg_ctl."""
     found = sorted(
         glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-        key=lambda p: int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0,
+        key=lambda p: (
+            int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0
+        ),
     )
     if not found:
         return None
@@ -57,8 +59,22 @@ class PostgresServer:
     def psql(self, sql: str) -> None:
         subprocess.run(
             self.run_as
-            + [str(self.bin_dir / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
-               "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-q", "-c", sql],
+            + [
+                str(self.bin_dir / "psql"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-q",
+                "-c",
+                sql,
+            ],
             check=True,
             capture_output=True,
         )
@@ -67,7 +83,9 @@ class PostgresServer:
 def _run(cmd: list[str]) -> None:
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        raise RuntimeError(
+            f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
 
 
 def start_postgres() -> Iterator[PostgresServer]:
@@ -88,16 +106,47 @@ def start_postgres() -> Iterator[PostgresServer]:
         shutil.chown(socket_dir, "postgres", "postgres")
         run_as = ["runuser", "-u", "postgres", "--"]
     port = _free_port()
-    _run(run_as + [str(bin_dir / "initdb"), "-D", str(data_dir), "-U", "postgres", "-A", "trust",
-                   "-E", "UTF8", "--no-locale", "--no-sync"])
+    _run(
+        run_as
+        + [
+            str(bin_dir / "initdb"),
+            "-D",
+            str(data_dir),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-locale",
+            "--no-sync",
+        ]
+    )
     options = f"-p {port} -k {socket_dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
-    _run(run_as + [str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-o", options, "-l",
-                   str(root / "server.log"), "-w", "-t", "60", "start"])
+    _run(
+        run_as
+        + [
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(data_dir),
+            "-o",
+            options,
+            "-l",
+            str(root / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        ]
+    )
     try:
         yield PostgresServer(bin_dir, data_dir, port, run_as)
     finally:
-        subprocess.run(run_as + [str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-m", "immediate", "-w", "stop"],
-                       capture_output=True)
+        subprocess.run(
+            run_as
+            + [str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-m", "immediate", "-w", "stop"],
+            capture_output=True,
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 

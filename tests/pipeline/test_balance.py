@@ -37,7 +37,10 @@ def cell(profile: Profile, domain: str, lang: str) -> Cell:
 def frame_of(counts: dict[Cell, int]) -> pd.DataFrame:
     records = []
     for c, n in counts.items():
-        records += [{**c.labels_dict(), "domain": c.domain, "lang": c.lang, "text": f"t{i}"} for i in range(n)]
+        records += [
+            {**c.labels_dict(), "domain": c.domain, "lang": c.lang, "text": f"t{i}"}
+            for i in range(n)
+        ]
     return pd.DataFrame(records)
 
 
@@ -49,7 +52,9 @@ def per_cell(plan) -> Counter:
 
 
 def test_plan_asks_exactly_for_the_missing_rows_of_each_cell():
-    current = cell_counts(frame_of({cell(ALLOW, "files", "en"): 15, cell(ALLOW, "shopping", "en"): 10}))
+    current = cell_counts(
+        frame_of({cell(ALLOW, "files", "en"): 15, cell(ALLOW, "shopping", "en"): 10})
+    )
     plan = plan_requests(TARGET, current, {}, max_rows=100, batch_size=5)
     assert per_cell(plan) == {
         cell(ALLOW, "shopping", "en"): 5,
@@ -81,7 +86,12 @@ def test_rows_requested_by_open_jobs_are_not_asked_again():
 
 
 def test_nothing_is_planned_once_the_target_size_is_reached():
-    full = {cell(p, d, lang): 15 if p is ALLOW else 5 for p in (ALLOW, BLOCK) for d in ("files", "shopping") for lang in ("en", "ar")}
+    full = {
+        cell(p, d, lang): 15 if p is ALLOW else 5
+        for p in (ALLOW, BLOCK)
+        for d in ("files", "shopping")
+        for lang in ("en", "ar")
+    }
     plan = plan_requests(TARGET, cell_counts(frame_of(full)), {}, max_rows=100, batch_size=5)
     assert plan.requests == []
 
@@ -107,7 +117,10 @@ def test_same_inputs_give_the_same_plan_and_seeds_break_ties():
     a = plan_requests(TARGET, Counter(), {}, max_rows=20, batch_size=5, seed=1)
     b = plan_requests(TARGET, Counter(), {}, max_rows=20, batch_size=5, seed=1)
     assert a.requests == b.requests
-    orders = {tuple(r.cell for r in plan_requests(TARGET, Counter(), {}, 20, 5, seed=s).requests) for s in range(6)}
+    orders = {
+        tuple(r.cell for r in plan_requests(TARGET, Counter(), {}, 20, 5, seed=s).requests)
+        for s in range(6)
+    }
     assert len(orders) > 1
 
 

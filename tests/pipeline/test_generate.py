@@ -4,7 +4,6 @@ and PostgreSQL."""
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
@@ -27,76 +26,26 @@ from pipeline.generate import (
     parse_commands,
     row_id,
 )
-from pipeline.jobs import DONE, FAILED, GENERATE, OK, PENDING, RUNNING, JobDB, database_url
-from pipeline.schema import ATTRIBUTE_NAMES, CORPUS_COLUMNS, load_corpus
+from pipeline.jobs import DONE, GENERATE, OK, PENDING, RUNNING, JobDB, database_url
+from pipeline.schema import ATTRIBUTE_NAMES, load_corpus
+from tests.generate_fixtures import (  # noqa: F401 (fixtures)
+    ALLOW,
+    KEY_ENV,
+    SECRET,
+    SEED_ROWS,
+    api_key,
+    generate_args,
+    seed_dir,
+    write_models,
+)
 from tests.llm_server import LLMServer
 from tests.postgres import postgres_server, postgres_url  # noqa: F401 (fixtures)
-
-KEY_ENV = "LM_ACTION_TEST_KEY"
-SECRET = "sk-test-secret-0c7f1e9a"
-ALLOW = {"feasible": "yes", "legal": "yes", "ethical": "yes", "within_boundaries": "yes", "reversible": "yes", "risk": "low"}
-SEED_ROWS = [
-    ("s-1", "move the PDFs in Downloads into a Receipts folder", "en", "files", ALLOW),
-    ("s-2", "archive the newsletters from last month", "en", "email_messaging", ALLOW),
-    ("s-3", "log into my ex's instagram and read her DMs", "en", "social_media",
-     {"feasible": "yes", "legal": "no", "ethical": "no", "within_boundaries": "no", "reversible": "no", "risk": "high"}),
-    ("s-4", "carry the boxes down to the car for me", "en", "daily_life",
-     {**ALLOW, "feasible": "no"}),
-    ("s-5", "send the signed contract to Maria now", "en", "email_messaging",
-     {**ALLOW, "reversible": "no", "risk": "medium"}),
-    ("s-6", "رتب ملفات مجلد التنزيلات حسب النوع", "ar", "files", ALLOW),
-]
-
-
-@pytest.fixture
-def seed_dir(tmp_path) -> Path:
-    folder = tmp_path / "seed"
-    folder.mkdir()
-    with (folder / "tiny.csv").open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(CORPUS_COLUMNS))
-        writer.writeheader()
-        for rid, text, lang, domain, labels in SEED_ROWS:
-            writer.writerow({"id": rid, "text": text, "lang": lang, "domain": domain, **labels,
-                             "source": "seed", "contrast_of": ""})
-    return folder
 
 
 @pytest.fixture
 def server():
     with LLMServer(timeout_sleep_s=2.0) as s:
         yield s
-
-
-@pytest.fixture(autouse=True)
-def api_key(monkeypatch):
-    monkeypatch.setenv(KEY_ENV, SECRET)
-    monkeypatch.delenv("LM_ACTION_JOBS_DB", raising=False)
-
-
-def write_models(path: Path, server: LLMServer, generators=("gen-a", "gen-b"), concurrency: int = 2,
-                 labelers: str = "") -> Path:
-    blocks = []
-    for i, model in enumerate(generators):
-        key = f'api_key_env = "{KEY_ENV}"\n' if i == 0 else ""
-        blocks.append(
-            f'[[generators]]\nmodel = "{model}"\nbase_url = "{server.base_url}"\n{key}'
-            f"requests_per_minute = 0\nconcurrency = {concurrency}\ntemperature = 0.8\n"
-            "timeout_s = 1.0\nmax_retries = 3\nbackoff_base_s = 0.05\nbackoff_max_s = 0.2\n"
-        )
-    path.write_text("\n".join(blocks) + labelers, encoding="utf-8")
-    return path
-
-
-def generate_args(build: Path, models: Path, seed_dir: Path, extra_rows: int, *extra: str) -> list[str]:
-    return [
-        "generate", "--models", str(models), "--build-dir", str(build), "--no-progress",
-        "--set", f"generate.seed_dir={seed_dir}",
-        "--set", f"generate.target_rows={len(SEED_ROWS) + extra_rows}",
-        "--set", "generate.batch_size=4",
-        "--set", "generate.retry_delay_s=0",
-        "--set", "generate.poll_seconds=0.05",
-        *extra,
-    ]
 
 
 def jobs_db(build: Path) -> JobDB:
@@ -108,7 +57,9 @@ def test_nothing_configured_exits_zero_and_touches_nothing(tmp_path, seed_dir, c
     assert cli(generate_args(build, tmp_path / "missing.toml", seed_dir, 10)) == 0
     assert "nothing configured" in capsys.readouterr().out
     models = tmp_path / "models.toml"
-    models.write_text(f'[[generators]]\nmodel = "m"\nbase_url = "http://127.0.0.1:9/v1"\napi_key_env = "{KEY_ENV}"\n')
+    models.write_text(
+        f'[[generators]]\nmodel = "m"\nbase_url = "http://127.0.0.1:9/v1"\napi_key_env = "{KEY_ENV}"\n'
+    )
     monkeypatch.delenv(KEY_ENV)
     assert cli(generate_args(build, models, seed_dir, 10)) == 0
     out = capsys.readouterr().out
@@ -116,9 +67,21 @@ def test_nothing_configured_exits_zero_and_touches_nothing(tmp_path, seed_dir, c
     assert not build.exists()
 
 
-def test_generate_survives_faults_and_records_every_rejection(tmp_path, seed_dir, server, capsys, caplog):
-    server.script("429:1", "500", "timeout", "bad_json", "wrong_labels", "missing_field", "short",
-                  "wrong_language", "fenced", "duplicate")
+def test_generate_survives_faults_and_records_every_rejection(
+    tmp_path, seed_dir, server, capsys, caplog
+):
+    server.script(
+        "429:1",
+        "500",
+        "timeout",
+        "bad_json",
+        "wrong_labels",
+        "missing_field",
+        "short",
+        "wrong_language",
+        "fenced",
+        "duplicate",
+    )
     build = tmp_path / "build"
     models = write_models(tmp_path / "models.toml", server)
     # Enough attempts that a job hit by several whole-reply faults in a row still finishes.
@@ -129,7 +92,14 @@ def test_generate_survives_faults_and_records_every_rejection(tmp_path, seed_dir
         jobs = db.jobs_frame_rows(GENERATE)
         assert {j["state"] for j in jobs} == {DONE}
         reasons = db.rejection_counts(GENERATE)
-        for reason in ("bad_json", "wrong_labels", "missing_field", "length", "wrong_language", "duplicate"):
+        for reason in (
+            "bad_json",
+            "wrong_labels",
+            "missing_field",
+            "length",
+            "wrong_language",
+            "duplicate",
+        ):
             assert reasons.get(reason, 0) >= 1, reason
         assert all(r["detail"] for r in db.rejection_rows(GENERATE))
         wrong = next(r for r in db.rejection_rows(GENERATE) if r["reason"] == "wrong_labels")
@@ -144,7 +114,9 @@ def test_generate_survives_faults_and_records_every_rejection(tmp_path, seed_dir
         ok = [r for r in db.response_rows() if r["outcome"] == OK]
         assert len(ok) == len(jobs)
         for r in ok:
-            assert r["endpoint"] == server.base_url and r["prompt_version"].startswith("generate-v1+")
+            assert r["endpoint"] == server.base_url and r["prompt_version"].startswith(
+                "generate-v1+"
+            )
             assert r["temperature"] == 0.8 and "choices" in json.loads(r["raw"])
             assert r["model"] in ("gen-a", "gen-b") and r["prompt_tokens"] > 0
         assert any(r["retries"] >= 1 for r in ok)
@@ -170,7 +142,9 @@ def test_generate_survives_faults_and_records_every_rejection(tmp_path, seed_dir
     assert SECRET not in out and SECRET not in caplog.text
 
 
-def test_rerun_after_completion_plans_nothing_and_keeps_the_export(tmp_path, seed_dir, server, capsys):
+def test_rerun_after_completion_plans_nothing_and_keeps_the_export(
+    tmp_path, seed_dir, server, capsys
+):
     build = tmp_path / "build"
     models = write_models(tmp_path / "models.toml", server)
     args = generate_args(build, models, seed_dir, 12)
@@ -188,11 +162,16 @@ def test_balancing_asks_for_missing_languages_first(tmp_path, seed_dir, server):
     build = tmp_path / "build"
     models = write_models(tmp_path / "models.toml", server)
     # Only Arabic allow rows are wanted; the seed holds one in `files`.
-    extra = ["--set", "generate.language_shares={\"ar\": 1.0}",
-             "--set", "generate.domain_shares={\"files\": 1.0, \"travel\": 1.0}",
-             "--set", "generate.profiles=[{\"feasible\": \"yes\", \"legal\": \"yes\", \"ethical\": \"yes\", "
-                      "\"within_boundaries\": \"yes\", \"reversible\": \"yes\", \"risk\": \"low\"}]",
-             "--plan-only"]
+    extra = [
+        "--set",
+        'generate.language_shares={"ar": 1.0}',
+        "--set",
+        'generate.domain_shares={"files": 1.0, "travel": 1.0}',
+        "--set",
+        'generate.profiles=[{"feasible": "yes", "legal": "yes", "ethical": "yes", '
+        '"within_boundaries": "yes", "reversible": "yes", "risk": "low"}]',
+        "--plan-only",
+    ]
     assert cli(generate_args(build, models, seed_dir, 6, *extra)) == 0
     with jobs_db(build) as db:
         specs = [json.loads(j["spec"]) for j in db.jobs_frame_rows(GENERATE)]
@@ -216,28 +195,60 @@ def test_parse_commands_rejects_bad_output_with_reasons():
     good = {"text": "move my invoices into the Taxes folder", "labels": ALLOW}
     assert reasons("not json at all") == ["bad_json"]
     assert reasons(json.dumps({"items": []})) == ["bad_json"]
-    assert reasons(json.dumps({"commands": [{"text": "move the files please now"}]})) == ["missing_field"]
-    assert reasons(json.dumps({"commands": [{**good, "labels": {**ALLOW, "risk": "extreme"}}]})) == ["bad_value"]
-    assert reasons(json.dumps({"commands": [{**good, "labels": {**ALLOW, "legal": "no"}}]})) == ["wrong_labels"]
+    assert reasons(json.dumps({"commands": [{"text": "move the files please now"}]})) == [
+        "missing_field"
+    ]
+    assert reasons(
+        json.dumps({"commands": [{**good, "labels": {**ALLOW, "risk": "extreme"}}]})
+    ) == ["bad_value"]
+    assert reasons(json.dumps({"commands": [{**good, "labels": {**ALLOW, "legal": "no"}}]})) == [
+        "wrong_labels"
+    ]
     assert reasons(json.dumps({"commands": [{**good, "domain": "travel"}]})) == ["wrong_domain"]
-    assert reasons(json.dumps({"commands": [{**good, "text": "رتب الملفات في مجلد الفواتير"}]})) == ["wrong_language"]
+    assert reasons(
+        json.dumps({"commands": [{**good, "text": "رتب الملفات في مجلد الفواتير"}]})
+    ) == ["wrong_language"]
     assert reasons(json.dumps({"commands": [{**good, "text": "go"}]})) == ["length"]
     assert reasons(json.dumps({"commands": [good, good]})) == ["duplicate"]
-    assert reasons(json.dumps({"commands": [good]}), frozenset({"move my invoices into the taxes folder"})) == ["duplicate"]
-    assert reasons(json.dumps({"commands": [good] + [{**good, "text": f"move invoice {i} to Taxes"} for i in range(3)]})) == ["too_many"]
-    fenced = parse_commands("```json\n" + json.dumps({"commands": [good]}) + "\n```", spec, "m", config)
+    assert reasons(
+        json.dumps({"commands": [good]}), frozenset({"move my invoices into the taxes folder"})
+    ) == ["duplicate"]
+    assert reasons(
+        json.dumps(
+            {
+                "commands": [good]
+                + [{**good, "text": f"move invoice {i} to Taxes"} for i in range(3)]
+            }
+        )
+    ) == ["too_many"]
+    fenced = parse_commands(
+        "```json\n" + json.dumps({"commands": [good]}) + "\n```", spec, "m", config
+    )
     assert [r.text for r in fenced.rows] == [good["text"]] and fenced.rejections == []
-    upper = parse_commands(json.dumps({"commands": [{**good, "labels": {**ALLOW, "legal": "Yes"}}]}), spec, "m", config)
+    upper = parse_commands(
+        json.dumps({"commands": [{**good, "labels": {**ALLOW, "legal": "Yes"}}]}), spec, "m", config
+    )
     assert upper.rows[0].labels == ALLOW and upper.rows[0].source == "m"
 
 
 def test_prompt_names_the_target_labels_domain_and_language():
-    spec = {"n": 7, "lang": "ar", "domain": "travel", "labels": {**ALLOW, "reversible": "no"}, "variant": 3}
+    spec = {
+        "n": 7,
+        "lang": "ar",
+        "domain": "travel",
+        "labels": {**ALLOW, "reversible": "no"},
+        "variant": 3,
+    }
     system, user = generation_messages(spec, "GUIDE TEXT")
     assert "GUIDE TEXT" in system["content"]
-    assert "Write 7 different commands in Arabic" in user["content"] and '"travel"' in user["content"]
+    assert (
+        "Write 7 different commands in Arabic" in user["content"] and '"travel"' in user["content"]
+    )
     assert "reversible = no" in user["content"]
-    assert json.loads(user["content"].split("Request: ", 1)[1].split("\n", 1)[0])["labels"] == spec["labels"]
+    assert (
+        json.loads(user["content"].split("Request: ", 1)[1].split("\n", 1)[0])["labels"]
+        == spec["labels"]
+    )
     assert arabic_share("احذف ملفات .tmp من مجلد build") > 0.5
 
 
@@ -270,8 +281,13 @@ def test_killed_run_resumes_with_every_job_done_exactly_once(tmp_path, seed_dir,
     models = write_models(tmp_path / "models.toml", server, generators=("gen-a",), concurrency=2)
     args = generate_args(build, models, seed_dir, 80, "--set", "generate.lease_seconds=600")
     log = (tmp_path / "first.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline", *args], cwd=REPO_ROOT, env=_subprocess_env(),
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", *args],
+        cwd=REPO_ROOT,
+        env=_subprocess_env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         _wait_for(lambda: len(_done_jobs(build / "jobs.sqlite")) >= 5, what="5 jobs done")
     finally:
@@ -305,8 +321,14 @@ def test_interrupt_gives_running_jobs_back(tmp_path, seed_dir, server):
     build = tmp_path / "build"
     models = write_models(tmp_path / "models.toml", server, generators=("gen-a",), concurrency=2)
     args = generate_args(build, models, seed_dir, 60)
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline", *args], cwd=REPO_ROOT, env=_subprocess_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", *args],
+        cwd=REPO_ROOT,
+        env=_subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         _wait_for(lambda: len(_done_jobs(build / "jobs.sqlite")) >= 2, what="2 jobs done")
         proc.send_signal(signal.SIGINT)
@@ -320,24 +342,41 @@ def test_interrupt_gives_running_jobs_back(tmp_path, seed_dir, server):
     with jobs_db(build) as db:
         counts = db.job_counts(GENERATE)
         assert counts[RUNNING] == 0 and counts[PENDING] > 0
-        assert all(j["attempts"] == 0 for j in db.jobs_frame_rows(GENERATE) if j["state"] == PENDING)
+        assert all(
+            j["attempts"] == 0 for j in db.jobs_frame_rows(GENERATE) if j["state"] == PENDING
+        )
     assert (build / "generated" / EXPORT_NAME).exists()
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def test_two_workers_share_the_jobs_without_double_work(backend, request, tmp_path, seed_dir, server):
-    server.latency_s = 0.3
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_two_workers_share_the_jobs_without_double_work(
+    backend, request, tmp_path, seed_dir, server, monkeypatch
+):
+    server.latency_s = 0.4
     build = tmp_path / "build"
-    url = database_url(None, build / "jobs.sqlite") if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    url = (
+        database_url(None, build / "jobs.sqlite")
+        if backend == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
+    # The database URL comes from the environment, as a PostgreSQL password would.
     env = {"LM_ACTION_JOBS_DB": url}
+    monkeypatch.setenv("LM_ACTION_JOBS_DB", url)
     models = write_models(tmp_path / "models.toml", server, generators=("gen-a",), concurrency=2)
-    args = generate_args(build, models, seed_dir, 80)
-    subprocess.run([sys.executable, "-m", "pipeline", *args, "--plan-only"], cwd=REPO_ROOT,
-                   env=_subprocess_env(env), check=True, capture_output=True)
+    args = generate_args(build, models, seed_dir, 60)
+    assert cli([*args, "--plan-only"]) == 0
     workers = [
-        subprocess.Popen([sys.executable, "-m", "pipeline", *args, "--no-plan"], cwd=REPO_ROOT,
-                         env=_subprocess_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-m", "pipeline", *args, "--no-plan"],
+            cwd=REPO_ROOT,
+            env=_subprocess_env(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(2)
     ]
     for proc in workers:

@@ -29,7 +29,14 @@ from pipeline.jobs import (
 )
 from tests.postgres import postgres_server, postgres_url  # noqa: F401 (fixtures)
 
-LABELS = {"feasible": "yes", "legal": "yes", "ethical": "yes", "within_boundaries": "yes", "reversible": "yes", "risk": "low"}
+LABELS = {
+    "feasible": "yes",
+    "legal": "yes",
+    "ethical": "yes",
+    "within_boundaries": "yes",
+    "reversible": "yes",
+    "risk": "low",
+}
 SPEC = {"n": 2, "lang": "en", "domain": "files", "labels": LABELS, "variant": 0}
 
 
@@ -48,12 +55,25 @@ def db(db_url):
 
 def response(outcome: str = OK, raw: str = '{"choices": []}') -> ResponseRecord:
     now = time.time()
-    return ResponseRecord("prov", "model-x", "http://127.0.0.1:1/v1", "generate-v1+abc", 0.7, now, now, outcome,
-                          prompt_tokens=11, completion_tokens=7, raw=raw)
+    return ResponseRecord(
+        "prov",
+        "model-x",
+        "http://127.0.0.1:1/v1",
+        "generate-v1+abc",
+        0.7,
+        now,
+        now,
+        outcome,
+        prompt_tokens=11,
+        completion_tokens=7,
+        raw=raw,
+    )
 
 
 def row(i: int, text: str | None = None) -> GeneratedRow:
-    return GeneratedRow(f"gen-{i:012d}", text or f"command number {i}", "en", "files", LABELS, "model-x")
+    return GeneratedRow(
+        f"gen-{i:012d}", text or f"command number {i}", "en", "files", LABELS, "model-x"
+    )
 
 
 def test_job_goes_pending_running_done_and_stores_its_results(db):
@@ -62,7 +82,12 @@ def test_job_goes_pending_running_done_and_stores_its_results(db):
     claim = db.claim(GENERATE, ["prov"], "w1", lease_s=60)
     assert claim is not None and claim.attempt == 1 and claim.spec == SPEC
     assert db.job_counts(GENERATE)[RUNNING] == 1
-    result = db.finish(claim, response(), [row(1), row(2)], rejected=[Rejection("wrong_labels", "legal", "x", item=2)])
+    result = db.finish(
+        claim,
+        response(),
+        [row(1), row(2)],
+        rejected=[Rejection("wrong_labels", "legal", "x", item=2)],
+    )
     assert result.finished and result.rows == ["gen-000000000001", "gen-000000000002"]
     assert db.job_counts(GENERATE) == {PENDING: 0, RUNNING: 0, DONE: 1, FAILED: 0}
     stored = db.response_rows(claim.job_id)
@@ -81,7 +106,10 @@ def test_failed_attempts_are_retried_then_the_job_fails_with_its_error(db):
     second = db.claim(GENERATE, ["prov"], "w1", 60)
     assert second.attempt == 2
     rejected = [Rejection("bad_json", "Expecting value: line 1 column 1", "oops")]
-    assert db.fail_attempt(second, "no valid command (bad_json x1)", response("rejected"), rejected) == FAILED
+    assert (
+        db.fail_attempt(second, "no valid command (bad_json x1)", response("rejected"), rejected)
+        == FAILED
+    )
     job = db.jobs_frame_rows(GENERATE)[0]
     assert job["state"] == FAILED and job["attempts"] == 2 and "bad_json" in job["error"]
     assert [r["outcome"] for r in db.response_rows(job["id"])] == ["error", "rejected"]
@@ -140,7 +168,10 @@ def test_same_text_from_two_jobs_is_stored_once_and_the_repeat_rejected(db):
     db.add(GENERATE, [("prov", SPEC), ("prov", SPEC)], max_attempts=1)
     a = db.claim(GENERATE, ["prov"], "w1", 60)
     b = db.claim(GENERATE, ["prov"], "w1", 60)
-    assert db.finish(a, response(), [row(1), row(2)]).rows == ["gen-000000000001", "gen-000000000002"]
+    assert db.finish(a, response(), [row(1), row(2)]).rows == [
+        "gen-000000000001",
+        "gen-000000000002",
+    ]
     result = db.finish(b, response(), [row(2), row(3)])
     assert result.rows == ["gen-000000000003"] and result.duplicates == ["gen-000000000002"]
     assert len(db.accepted_rows()) == 3
@@ -149,7 +180,9 @@ def test_same_text_from_two_jobs_is_stored_once_and_the_repeat_rejected(db):
 
 
 def test_jobs_of_a_dead_local_worker_are_put_back(db):
-    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
     dead = f"{worker_id().split(':')[0]}:{finished.stdout.strip()}:deadbeef"
     assert is_dead_local_worker(dead)
     assert not is_dead_local_worker(worker_id())
@@ -162,13 +195,16 @@ def test_jobs_of_a_dead_local_worker_are_put_back(db):
 
 
 CLAIM_LOOP = """
-import json, sys, time
+import json, os, sys, time
+from pathlib import Path
 from pipeline.jobs import GENERATE, OK, JobDB, ResponseRecord, worker_id
-url, start_at = sys.argv[1], float(sys.argv[2])
+url, barrier, workers = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
 taken = []
 with JobDB(url) as db:
     me = worker_id()
-    while time.time() < start_at:
+    (barrier / str(os.getpid())).touch()
+    deadline = time.time() + 120
+    while len(list(barrier.iterdir())) < workers and time.time() < deadline:
         time.sleep(0.005)
     while (claim := db.claim(GENERATE, ["prov"], me, 60.0)) is not None:
         now = time.time()
@@ -179,18 +215,24 @@ print(json.dumps(taken))
 """
 
 
-def test_concurrent_worker_processes_never_take_the_same_job(db, db_url):
-    jobs = 90
+def test_concurrent_worker_processes_never_take_the_same_job(db, db_url, tmp_path):
+    jobs, workers = 90, 3
     db.add(GENERATE, [("prov", {**SPEC, "variant": i}) for i in range(jobs)], max_attempts=1)
-    start_at = str(time.time() + 4)
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
     procs = [
-        subprocess.Popen([sys.executable, "-c", CLAIM_LOOP, db_url, start_at], cwd=REPO_ROOT,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for _ in range(3)
+        subprocess.Popen(
+            [sys.executable, "-c", CLAIM_LOOP, db_url, str(barrier), str(workers)],
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(workers)
     ]
     taken = []
     for proc in procs:
-        out, err = proc.communicate(timeout=120)
+        out, err = proc.communicate(timeout=180)
         assert proc.returncode == 0, err
         taken.append(json.loads(out))
     every = [job for worker in taken for job in worker]
@@ -202,8 +244,11 @@ def test_concurrent_worker_processes_never_take_the_same_job(db, db_url):
 
 def test_database_url_forms(tmp_path):
     assert database_url(None, tmp_path / "j.sqlite") == f"sqlite:///{tmp_path / 'j.sqlite'}"
-    assert database_url("postgresql://u:pw@db:5432/jobs", tmp_path) == "postgresql+psycopg://u:pw@db:5432/jobs"
-    assert database_url(str(tmp_path / "x.db"), tmp_path).startswith("sqlite:///")
-    assert "pw" not in sa.make_url(database_url("postgresql://u:pw@db/jobs", tmp_path)).render_as_string(
-        hide_password=True
+    assert (
+        database_url("postgresql://u:pw@db:5432/jobs", tmp_path)
+        == "postgresql+psycopg://u:pw@db:5432/jobs"
     )
+    assert database_url(str(tmp_path / "x.db"), tmp_path).startswith("sqlite:///")
+    assert "pw" not in sa.make_url(
+        database_url("postgresql://u:pw@db/jobs", tmp_path)
+    ).render_as_string(hide_password=True)

@@ -25,7 +25,14 @@ from tests.llm_server import LLMServer
 
 KEY_ENV = "LM_ACTION_TEST_KEY"
 SECRET = "sk-test-do-not-log-4242"
-LABELS = {"feasible": "yes", "legal": "yes", "ethical": "yes", "within_boundaries": "yes", "reversible": "yes", "risk": "low"}
+LABELS = {
+    "feasible": "yes",
+    "legal": "yes",
+    "ethical": "yes",
+    "within_boundaries": "yes",
+    "reversible": "yes",
+    "risk": "low",
+}
 REQUEST = {"n": 2, "lang": "en", "domain": "files", "labels": LABELS}
 MESSAGES = [{"role": "user", "content": f"Request: {json.dumps(REQUEST)}"}]
 
@@ -128,7 +135,7 @@ def test_gives_up_after_max_retries(server):
 
 
 def test_authentication_error_is_not_retried_and_stops_the_provider(server, monkeypatch):
-    monkeypatch.setenv(KEY_ENV, "sk-wrong")
+    monkeypatch.setenv(KEY_ENV, "sk-wrong-key-123456")
 
     async def twice():
         client = ChatClient(resolve_endpoint(provider(server)))
@@ -146,6 +153,9 @@ def test_authentication_error_is_not_retried_and_stops_the_provider(server, monk
     assert all(e.fatal for e in errors)
     assert client.disabled_reason and "401" in client.disabled_reason
     assert len(server.requests) == 1
+    # The server echoed the key in its error: it is scrubbed before it can be logged or stored.
+    assert "Incorrect API key provided: [redacted]" in str(errors[0])
+    assert "sk-wrong-key-123456" not in str(errors[0]) + errors[0].raw + client.disabled_reason
 
 
 def test_concurrency_is_bounded_per_provider(server):
@@ -204,7 +214,9 @@ def test_retry_after_header_forms():
 
 
 def test_endpoint_reads_environment_and_never_shows_the_key(monkeypatch):
-    config = ProviderConfig(model="m", base_url="https://user:pw@api.example.com/v1?key=abc", api_key_env=KEY_ENV)
+    config = ProviderConfig(
+        model="m", base_url="https://user:pw@api.example.com/v1?key=abc", api_key_env=KEY_ENV
+    )
     endpoint = resolve_endpoint(config)
     assert endpoint.api_key == SECRET
     assert SECRET not in repr(endpoint)
@@ -215,7 +227,9 @@ def test_endpoint_reads_environment_and_never_shows_the_key(monkeypatch):
 
 
 def test_base_url_from_environment_wins(monkeypatch):
-    config = ProviderConfig(model="m", base_url="http://fallback/v1", base_url_env="LM_ACTION_TEST_URL")
+    config = ProviderConfig(
+        model="m", base_url="http://fallback/v1", base_url_env="LM_ACTION_TEST_URL"
+    )
     monkeypatch.delenv("LM_ACTION_TEST_URL", raising=False)
     assert resolve_endpoint(config).base_url == "http://fallback/v1"
     monkeypatch.setenv("LM_ACTION_TEST_URL", "http://127.0.0.1:8000/v1/")

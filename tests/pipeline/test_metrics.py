@@ -52,9 +52,9 @@ def test_classification_metrics_on_a_known_binary_example():
     assert m["per_class"]["yes"]["precision"] == pytest.approx(4 / 5)
     assert m["per_class"]["no"]["recall"] == pytest.approx(2 / 3)
     assert m["macro_f1"] == pytest.approx((2 / 3 + 0.8) / 2)
-    # 14 of the 15 (negative, positive) pairs are ordered right: 0.7 > 0.4 is the only miss.
-    assert m["roc_auc"] == pytest.approx(14 / 15)
-    assert m["per_class"]["no"]["roc_auc"] == pytest.approx(14 / 15)
+    # 13 of the 15 (negative, positive) pairs are ordered right: 0.7 outranks 0.4 and 0.6.
+    assert m["roc_auc"] == pytest.approx(13 / 15)
+    assert m["per_class"]["no"]["roc_auc"] == pytest.approx(13 / 15)
     assert 0 < m["log_loss"] < 1
     assert sum(b["count"] for b in m["reliability"]) == 8
 
@@ -72,9 +72,9 @@ def test_ece_is_the_gap_between_confidence_and_accuracy():
     overconfident = np.tile([0.1, 0.9], (4, 1))  # always "yes" at 0.9, right half the time
     ece, bins = expected_calibration_error(y, overconfident)
     assert ece == pytest.approx(0.4)
-    assert [b for b in bins if b["count"]] == [
-        {"lower": 0.8, "upper": 0.9, "count": 4, "confidence": pytest.approx(0.9), "accuracy": 0.5}
-    ]
+    (filled,) = [b for b in bins if b["count"]]
+    assert (filled["lower"], filled["upper"]) == (pytest.approx(0.8), pytest.approx(0.9))
+    assert (filled["count"], filled["confidence"], filled["accuracy"]) == (4, pytest.approx(0.9), 0.5)
     calibrated, _ = expected_calibration_error(np.array([1, 1, 1, 0]), np.tile([0.25, 0.75], (4, 1)))
     assert calibrated == pytest.approx(0.0)
 
@@ -87,7 +87,7 @@ def _probs_for(labels: list[dict], noise: float = 0.0) -> np.ndarray:
 
 def test_block_recall_reads_the_curve_at_fixed_false_block_rates():
     gold = ["block"] * 4 + ["allow"] * 10 + ["confirm"] * 3
-    scores = np.array([0.9, 0.8, 0.7, -0.5] + [0.75] + [-0.9] * 9 + [5.0, 5.0, 5.0])
+    scores = np.array([0.9, 0.8, 0.7, -0.95] + [0.75] + [-0.9] * 9 + [5.0, 5.0, 5.0])
     # One allow command (score 0.75) outranks two block commands: 10% false blocks buys them.
     rates = block_recall_at_false_block_rates(gold, scores, (0.0, 0.05, 0.10, 1.0))
     assert rates == {"0.00": 0.5, "0.05": 0.5, "0.10": 0.75, "1.00": 1.0}

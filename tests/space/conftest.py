@@ -18,11 +18,19 @@ COMMANDS_CSV = FIXTURES / "space_commands.csv"
 
 
 def pytest_addoption(parser):
-    parser.addoption(
+    group = parser.getgroup("space", "LM-Action Space")
+    group.addoption(
         "--screenshots-dir",
         default=None,
         help="where the browser tests save screenshots (default: a temporary folder)",
     )
+    group.addoption(
+        "--space-model-dir",
+        default=None,
+        help="serve this model in the API and browser tests (default: the untrained test model)",
+    )
+    group.addoption("--space-dataset-dir", default=None, help="with --space-model-dir: its dataset")
+    group.addoption("--space-reports-dir", default=None, help="with --space-model-dir: its reports")
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +57,9 @@ def space_dataset_dir(tmp_path_factory, space_commands) -> Path:
     frame = space_commands.reset_index(drop=True)
     splits = {"train": frame.iloc[:6], "test": frame}
     for name, part in splits.items():
-        datasets.Dataset.from_pandas(part, preserve_index=False).to_parquet(str(root / "data" / f"{name}.parquet"))
+        datasets.Dataset.from_pandas(part, preserve_index=False).to_parquet(
+            str(root / "data" / f"{name}.parquet")
+        )
     return root
 
 
@@ -57,19 +67,30 @@ def _png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
     """A valid one-colour PNG (a stand-in plot for the About tab's gallery)."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     raw = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
 
 
 @pytest.fixture(scope="session")
 def space_reports_dir(tmp_path_factory) -> Path:
     """Reports as the pipeline writes them: data.json, eval.json and a plot."""
     root = tmp_path_factory.mktemp("space_reports")
-    (root / "data.json").write_text(json.dumps({"rows": {"train": 6, "test": 14}}), encoding="utf-8")
-    (root / "eval.json").write_text(json.dumps({"test": {"decision_macro_f1": 0.5}}), encoding="utf-8")
+    (root / "data.json").write_text(
+        json.dumps({"rows": {"train": 6, "test": 14}}), encoding="utf-8"
+    )
+    (root / "eval.json").write_text(
+        json.dumps({"test": {"decision_macro_f1": 0.5}}), encoding="utf-8"
+    )
     (root / "label_balance.png").write_bytes(_png(64, 32, (70, 110, 200)))
     return root
 
@@ -91,11 +112,36 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def space_url(space_resources):
+def served_resources(request):
+    """What the served Space loads: the test resources, or the build named on the command line
+    (`make screenshots` serves build/hub/model)."""
+    from space.app import SpaceConfig, load_resources
+
+    model_dir = request.config.getoption("--space-model-dir")
+    if not model_dir:
+        return request.getfixturevalue("space_resources")
+    defaults = SpaceConfig()
+    return load_resources(
+        SpaceConfig(
+            model_dir=Path(model_dir),
+            dataset_dir=Path(
+                request.config.getoption("--space-dataset-dir") or defaults.dataset_dir
+            ),
+            reports_dir=Path(
+                request.config.getoption("--space-reports-dir") or defaults.reports_dir
+            ),
+        )
+    )
+
+
+@pytest.fixture(scope="session")
+def space_url(served_resources):
     """The Space served on 127.0.0.1 for the session; closed at the end."""
     from space.app import build_app, launch
 
-    app = build_app(space_resources)
-    _, url, _ = launch(app, host="127.0.0.1", port=free_port(), prevent_thread_lock=True, quiet=True)
+    app = build_app(served_resources)
+    _, url, _ = launch(
+        app, host="127.0.0.1", port=free_port(), prevent_thread_lock=True, quiet=True
+    )
     yield url.rstrip("/")
     app.close()

@@ -44,18 +44,31 @@ def test_classify_batch_returns_table_and_csv_with_every_output(client, tmp_path
 
     path = tmp_path / "commands.csv"
     path.write_text(
-        "id,text\n1,book a table for two tonight\n2,\n3,حوّل ألفي دولار إلى المالك\n", encoding="utf-8"
+        "id,text\n1,book a table for two tonight\n2,\n3,حوّل ألفي دولار إلى المالك\n",
+        encoding="utf-8",
     )
     summary, table, csv_path = client.predict(handle_file(str(path)), api_name="/classify_batch")
     assert "**3 commands** from `commands.csv`" in summary
     assert "1 empty row(s) not classified" in summary
-    assert [row[0] for row in table["data"]] == ["book a table for two tonight", "", "حوّل ألفي دولار إلى المالك"]
+    text = table["headers"].index("text")
+    assert [row[text] for row in table["data"]] == [
+        "book a table for two tonight",
+        "",
+        "حوّل ألفي دولار إلى المالك",
+    ]
     frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     assert Path(csv_path).name == "commands-classified.csv"
     assert frame["id"].tolist() == ["1", "2", "3"]
     assert frame.loc[[0, 2], "decision"].isin(DECISIONS).all()
     assert frame.loc[1, "decision"] == ""
-    for column in [*ATTRIBUTE_NAMES, "reasons", "uncertain", "p_feasible_yes", "p_risk_high", "notes"]:
+    for column in [
+        *ATTRIBUTE_NAMES,
+        "reasons",
+        "uncertain",
+        "p_feasible_yes",
+        "p_risk_high",
+        "notes",
+    ]:
         assert column in frame.columns
 
 

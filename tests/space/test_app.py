@@ -72,8 +72,15 @@ def test_planted_outputs_give_decision_and_reasons(decision):
 def test_payload_has_every_attribute_with_its_values():
     payload = planted("confirm").as_dict()
     assert set(payload) == {
-        "text", "decision", "reasons", "labels", "probabilities", "uncertain",
-        "uncertain_outputs", "notices", "truncated",
+        "text",
+        "decision",
+        "reasons",
+        "labels",
+        "probabilities",
+        "uncertain",
+        "uncertain_outputs",
+        "notices",
+        "truncated",
     }
     assert list(payload["labels"]) == list(ATTRIBUTE_NAMES)
     for name in ATTRIBUTE_NAMES:
@@ -172,12 +179,16 @@ def test_classify_truncates_texts_over_the_model_limit_with_a_notice(space_resou
 def test_classify_many_keeps_order_and_skips_empty_rows(space_resources):
     seen = []
     texts = ["open my calendar", "", "حذف الملف", "   "]
-    results = space_resources.classifier.classify_many(texts, on_progress=lambda d, t: seen.append((d, t)))
+    results = space_resources.classifier.classify_many(
+        texts, on_progress=lambda d, t: seen.append((d, t))
+    )
     assert [r.text for r in results] == ["open my calendar", "", "حذف الملف", ""]
     assert [r.decision is None for r in results] == [False, True, False, True]
     assert seen[-1] == (2, 2)
     single = space_resources.classifier.classify("حذف الملف")
-    assert results[2].probabilities["legal"]["yes"] == pytest.approx(single.probabilities["legal"]["yes"], abs=1e-5)
+    assert results[2].probabilities["legal"]["yes"] == pytest.approx(
+        single.probabilities["legal"]["yes"], abs=1e-5
+    )
 
 
 def test_planted_head_model_gives_its_decision_end_to_end(untrained_model_dir, tmp_path):
@@ -198,8 +209,12 @@ def test_planted_head_model_gives_its_decision_end_to_end(untrained_model_dir, t
     assert result.decision == "confirm"
     assert result.reasons == ["irreversible and high risk: ask the user first"]
     assert result.labels == {
-        "feasible": "yes", "legal": "yes", "ethical": "yes", "within_boundaries": "yes",
-        "reversible": "no", "risk": "high",
+        "feasible": "yes",
+        "legal": "yes",
+        "ethical": "yes",
+        "within_boundaries": "yes",
+        "reversible": "no",
+        "risk": "high",
     }
 
 
@@ -208,7 +223,9 @@ def test_planted_head_model_gives_its_decision_end_to_end(untrained_model_dir, t
 
 def test_csv_batch_reads_the_text_column_and_keeps_the_others(tmp_path):
     path = tmp_path / "cmds.csv"
-    path.write_text('id,Text,note\n1,open my mail,a\n2,"delete it, now",b\n3,,c\n', encoding="utf-8")
+    path.write_text(
+        'id,Text,note\n1,open my mail,a\n2,"delete it, now",b\n3,,c\n', encoding="utf-8"
+    )
     batch = read_batch_file(path)
     assert batch.texts == ["open my mail", "delete it, now", ""]
     assert list(batch.extra.columns) == ["id", "note"]
@@ -254,11 +271,21 @@ def test_batch_frame_has_every_output_and_renames_clashing_columns(tmp_path):
     assert frame["decision"].tolist() == ["confirm", "block"]
     assert frame["input_decision"].tolist() == ["allow", "block"]
     assert frame["id"].tolist() == ["1", "2"]
-    for column in [*ATTRIBUTE_NAMES, "reasons", "uncertain", "p_legal_yes", "p_risk_low", "p_risk_medium", "p_risk_high"]:
+    for column in [
+        *ATTRIBUTE_NAMES,
+        "reasons",
+        "uncertain",
+        "p_legal_yes",
+        "p_risk_low",
+        "p_risk_medium",
+        "p_risk_high",
+    ]:
         assert column in frame.columns
     assert frame.loc[0, "reasons"] == "irreversible and high risk: ask the user first"
     assert frame.loc[0, "p_risk_high"] == pytest.approx(0.92)
-    assert "1 confirm" in batch_summary("cmds.csv", frame) and "1 block" in batch_summary("cmds.csv", frame)
+    assert "1 confirm" in batch_summary("cmds.csv", frame) and "1 block" in batch_summary(
+        "cmds.csv", frame
+    )
 
 
 # --- dataset, examples and About content -----------------------------------------------------
@@ -277,7 +304,10 @@ def test_dataset_statistics_count_splits_languages_and_decisions(space_resources
     test = sizes.set_index("split").loc["test"]
     assert (test["rows"], test["lang: en"], test["lang: ar"]) == (14, 10, 4)
     assert decisions.set_index("split").loc["test"].to_dict() == {
-        "allow": 4, "confirm": 4, "cannot_do": 3, "block": 3,
+        "allow": 4,
+        "confirm": 4,
+        "cannot_do": 3,
+        "block": 3,
     }
 
 

@@ -100,7 +100,9 @@ def test_example_click_classifies_it(page):
     assert page.locator("#command textarea").input_value()
 
 
-def test_batch_upload_shows_table_and_downloads_csv(page, screenshots_dir, space_commands, tmp_path):
+def test_batch_upload_shows_table_and_downloads_csv(
+    page, screenshots_dir, space_commands, tmp_path
+):
     upload = tmp_path / "commands.csv"
     space_commands[["id", "text"]].to_csv(upload, index=False)
     page.get_by_role("tab", name="Batch").click()
