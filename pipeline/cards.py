@@ -47,6 +47,7 @@ from pipeline.schema import (
     group_of,
     risk_probabilities,
 )
+from pipeline.split import CLUSTER_ID
 
 TEMPLATE_DIR = REPO_ROOT / "hub_cards"
 DATASET_TEMPLATE = "dataset_card.md"
@@ -75,12 +76,13 @@ _LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}$")
 _VERSION = re.compile(r"^\d+\.\d+(\.\d+)?([a-z0-9.+-]*)?$")
 
 _COLUMN_MEANINGS = {
-    ID: "unique row id; translations share the part before `/` (`{group}`), which keeps them in one split",
+    ID: "unique row id; translations share the part before `/` ({group}), which keeps them in one split",
     TEXT: "the command, as a user would type it to a computer-using agent",
     LANG: "language code",
     DOMAIN: "what the command is about",
     SOURCE: "`seed` for hand-written commands, else the LLM that generated the row",
     CONTRAST_OF: "id of the row this one minimally contrasts with (few words changed, labels differ); empty if none",
+    CLUSTER_ID: "split group: near-duplicates (at the link threshold), translations and contrast pairs share one, and a group never straddles splits",
 }
 _OUTPUT_MEANINGS = {
     RISK_OUTPUTS[0]: f"P({RISK.name} is {RISK_VALUES[1]} or {RISK_VALUES[2]})",
@@ -387,7 +389,9 @@ def render_template(name: str, **context: Any) -> str:
 
 
 def _policy_text() -> str:
-    return docstring_paragraph(decision, "Policy:").removeprefix("Policy:").strip()
+    """The decision policy, as `pipeline.decision` states it (its first sentence)."""
+    paragraph = docstring_paragraph(decision, "Policy:").removeprefix("Policy:").strip()
+    return paragraph.split(". ", 1)[0].rstrip(".") + "."
 
 
 def _risk_reading() -> str:
@@ -445,8 +449,8 @@ def dataset_card_data(facts: DatasetFacts, license: str, pretty_name: str, tags:
         license=license,
         language=languages,
         multilinguality="multilingual" if len(languages) > 1 else "monolingual",
-        annotations_creators=creators,
-        language_creators=creators,
+        annotations_creators=list(creators),
+        language_creators=list(creators),
         source_datasets=["original"],
         size_categories=[size_category(facts.num_rows)],
         task_categories=[TASK_TYPE],
@@ -505,15 +509,57 @@ def _split_table(facts: DatasetFacts) -> str:
     return markdown_table(["split", "rows", *[f"`{lang}`" for lang in langs], "groups"], rows)
 
 
-def shared_groups(facts: DatasetFacts) -> int:
-    """How many id groups (a command and its translations) appear in more than one split."""
-    if any(ID not in f.columns for f in facts.frames.values()):
-        return 0
-    seen: dict[str, set[str]] = {}
+def straddling(facts: DatasetFacts, key) -> int:
+    """How many groups (`key` maps a frame to one group label per row) appear in more than one
+    split, counted from the files."""
+    seen: dict[Any, set[str]] = {}
     for name, frame in facts.frames.items():
-        for g in frame[ID].map(group_of).unique():
+        for g in pd.unique(key(frame)):
             seen.setdefault(g, set()).add(name)
     return sum(1 for s in seen.values() if len(s) > 1)
+
+
+def leakage_checks(facts: DatasetFacts) -> list[str]:
+    """Sentences on groups shared by splits, computed from the staged files."""
+    columns = set.intersection(*(set(f.columns) for f in facts.frames.values()))
+    out = []
+    if CLUSTER_ID in columns:
+        n = straddling(facts, lambda f: f[CLUSTER_ID])
+        out.append(f"split groups (`{CLUSTER_ID}`) found in more than one split: {n}")
+    if ID in columns:
+        n = straddling(facts, lambda f: f[ID].map(group_of))
+        out.append(f"commands whose translations sit in another split (`{ID}` groups): {n}")
+    return out
+
+
+def what_if_table(data: dict | None) -> str:
+    """The split stage's table of dedup thresholds (rows removed, leakage, baseline macro-F1)."""
+    rows = (data or {}).get("what_if") or []
+    if not rows:
+        return ""
+    header = [
+        "embedding threshold",
+        "TF-IDF threshold",
+        "rows removed",
+        "rows left",
+        "label-conflict pairs",
+        "val macro-F1 (grouped split)",
+        "cross-split pairs",
+        "val macro-F1 (random split)",
+        "cross-split pairs (random split)",
+    ]
+    keys = [
+        "threshold",
+        "lexical_threshold",
+        "rows_removed",
+        "rows_left",
+        "label_conflict_pairs",
+        "val_macro_f1",
+        "cross_split_pairs",
+        "random_val_macro_f1",
+        "random_cross_split_pairs",
+    ]
+    return markdown_table(header, [[r.get(k) for k in keys] for r in rows])
 
 
 def _domain_table(facts: DatasetFacts) -> str:
@@ -567,9 +613,9 @@ def _imbalance_notes(facts: DatasetFacts) -> list[str]:
     if LANG in rows.columns:
         counts = rows[LANG].value_counts()
         notes.append(
-            "Languages are imbalanced: "
+            "Language shares: "
             + ", ".join(f"`{lang}` {share(int(n), len(rows))}" for lang, n in counts.items())
-            + " of the rows."
+            + " of the rows; scores on the smaller language rest on fewer examples."
         )
     rare = []
     for attribute in ATTRIBUTES:
@@ -594,7 +640,10 @@ def render_dataset_card(
     folder its data file paths are checked against."""
     card_data = dataset_card_data(facts, license, pretty_name, tags)
     source_table, generators = _source_table(facts)
-    dedup = reports.dedup or None
+    data = reports.data or {}
+    dedup = reports.dedup or data.get("dedup")
+    clean = reports.clean or data.get("clean")
+    label = reports.label or ({"agreement": data["label_agreement"]} if data.get("label_agreement") else None)
     text = render_template(
         DATASET_TEMPLATE,
         card_data=card_data.to_yaml(),
@@ -602,9 +651,12 @@ def render_dataset_card(
         repos=repos,
         release=release,
         num_rows=facts.num_rows,
+        languages=languages_present(facts.all_rows),
         splits=_split_names(facts),
         split_table=_split_table(facts),
-        shared_groups=shared_groups(facts),
+        leakage_checks=leakage_checks(facts),
+        what_if_table=what_if_table(reports.data),
+        split_settings=((reports.data or {}).get("config") or {}).get("split") or {},
         schema_table=markdown_table(["column", "type", "values", "meaning"], schema_rows(facts.features)),
         policy=_policy_text(),
         decisions=DECISIONS,
@@ -614,8 +666,8 @@ def render_dataset_card(
         source_table=source_table,
         generators=generators,
         generate=reports.generate,
-        agreement=_agreement(reports.label),
-        clean=reports.clean,
+        agreement=_agreement(label),
+        clean=clean,
         dedup=dedup,
         dedup_config=(dedup or {}).get("config") or {},
         data=reports.data,
@@ -699,6 +751,14 @@ def base_model_id(train: dict | None) -> str | None:
     if backbone and _HUB_ID.match(str(backbone)) and not Path(str(backbone)).exists():
         return str(backbone)
     return None
+
+
+def _threshold_rule(rule: str | None) -> tuple[str, str] | None:
+    """`evaluate`'s threshold rule as (its opening line, the numbered steps)."""
+    if not rule:
+        return None
+    head, _, steps = rule.partition("\n")
+    return head.strip(), steps.strip()
 
 
 def _output_rows(thresholds: Thresholds) -> list[list[Any]]:
@@ -857,7 +917,8 @@ def render_model_card(
         policy=_policy_text(),
         decisions=DECISIONS,
         margin=DEFAULT_UNCERTAINTY_MARGIN,
-        threshold_rule=eval_report.get("threshold_rule"),
+        threshold_rule=_threshold_rule(eval_report.get("threshold_rule")),
+        languages=list(languages),
         block_shift=ours.get("block_shift"),
         usage=usage_snippet(repos.model),
         splits=eval_report.get("splits") or {},
@@ -868,7 +929,7 @@ def render_model_card(
         block_curve_table=_block_curve_table(eval_report),
         language_table=_language_table(eval_report),
         mean_macro_f1=ours["test"]["mean_macro_f1"],
-        baselines={k: m["name"] for k, m in eval_report["models"].items() if k != MODEL_KEY},
+        baselines=[m["name"] if m["name"] == k else f"{m['name']} (`{k}`)" for k, m in eval_report["models"].items() if k != MODEL_KEY],
         training_table=markdown_table(["setting", "value"], _training_rows(reports.train)) if reports.train else "",
         onnx_table=markdown_table(["file", "size (MB)", "max abs. probability difference vs torch"], _onnx_rows(reports.onnx))
         if reports.onnx
@@ -921,6 +982,7 @@ def render_space_readme(card_data, repos: HubRepos, release: Release, api_snippe
     text = render_template(
         SPACE_TEMPLATE,
         card_data=card_data.to_yaml(),
+        attribute_names=ATTRIBUTE_NAMES,
         title=card_data.title,
         repos=repos,
         release=release,

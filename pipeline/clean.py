@@ -140,22 +140,23 @@ def normalize_text(text: str, config: CleanConfig = CleanConfig()) -> str:
 
 
 def duplicate_key(text: str) -> str:
-    """The exact-duplicate key: casefolded, without punctuation, symbols, combining marks
-    (accents, Arabic diacritics) or tatweel, whitespace collapsed."""
+    """The exact-duplicate key: casefolded, punctuation and symbols as spaces, without
+    combining marks (accents, Arabic diacritics), tatweel or format characters, whitespace
+    collapsed."""
     decomposed = unicodedata.normalize("NFKD", text.casefold())
     kept = []
     for ch in decomposed:
         category = unicodedata.category(ch)
-        if category[0] in "PS" or category == "Mn" or ch == _TATWEEL:
-            kept.append(" ")
-        else:
-            kept.append(ch)
+        if category in ("Mn", "Cf") or ch == _TATWEEL:
+            continue
+        kept.append(" " if category[0] in "PS" else ch)
     return " ".join("".join(kept).split())
 
 
 def label_combination(frame: pd.DataFrame) -> pd.Series:
     """Each row's six labels joined in schema order (`yes|yes|no|no|no|high`)."""
-    return frame[list(ATTRIBUTE_NAMES)].astype(str).agg("|".join, axis=1)
+    first, *rest = (frame[name].astype(str) for name in ATTRIBUTE_NAMES)
+    return first.str.cat(rest, sep="|")
 
 
 def representative_order(frame: pd.DataFrame, extra_key: pd.Series | None = None) -> np.ndarray:

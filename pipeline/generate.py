@@ -700,38 +700,39 @@ class GenerationWorker:
         return DONE
 
 
-async def run_generation(
+async def run_jobs(
     db: JobDB,
+    kind: str,
     endpoints: Sequence[Endpoint],
     config: GenerateConfig,
-    known_texts: set[str],
+    make_handler: Callable[[ChatClient, WorkStats], Callable[[Claim], Awaitable[str | None]]],
     worker: str | None = None,
     show_progress: bool = True,
 ) -> WorkStats:
-    """Work through the open generation jobs of `endpoints`' providers."""
-    worker = worker or worker_id()
-    guide = labeling_guide()
+    """Work through the open jobs of `kind` for `endpoints`' providers, one client each."""
     stats = WorkStats()
     names = [e.provider.name for e in endpoints]
-    counts = db.job_counts(GENERATE, names)
+    counts = db.job_counts(kind, names)
     clients = {e.provider.name: ChatClient(e, seed=config.seed) for e in endpoints}
     work = {
         name: ProviderWork(
-            GenerationWorker(db, client, config, guide, known_texts, stats).handle,
+            make_handler(client, stats),
             client.provider.concurrency,
             lambda client=client: client.disabled_reason,
         )
         for name, client in clients.items()
     }
-    progress = tqdm(
-        total=counts[PENDING] + counts[RUNNING],
-        desc="generate",
-        unit="job",
-        disable=not show_progress,
-    )
+    open_jobs = counts[PENDING] + counts[RUNNING]
+    progress = tqdm(total=open_jobs, desc=kind, unit="job", disable=not show_progress)
     try:
         run = await work_through(
-            db, GENERATE, work, worker, config.lease_seconds, config.poll_seconds, progress
+            db,
+            kind,
+            work,
+            worker or worker_id(),
+            config.lease_seconds,
+            config.poll_seconds,
+            progress,
         )
     finally:
         progress.close()
@@ -744,6 +745,23 @@ async def run_generation(
         run.lost,
     )
     return stats
+
+
+async def run_generation(
+    db: JobDB,
+    endpoints: Sequence[Endpoint],
+    config: GenerateConfig,
+    known_texts: set[str],
+    worker: str | None = None,
+    show_progress: bool = True,
+) -> WorkStats:
+    """Work through the open generation jobs of `endpoints`' providers."""
+    guide = labeling_guide()
+
+    def handler(client: ChatClient, stats: WorkStats) -> Callable[[Claim], Awaitable[str | None]]:
+        return GenerationWorker(db, client, config, guide, known_texts, stats).handle
+
+    return await run_jobs(db, GENERATE, endpoints, config, handler, worker, show_progress)
 
 
 # ---------------------------------------------------------------------------------------------

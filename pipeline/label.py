@@ -19,16 +19,14 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 import numpy as np
 from sklearn.metrics import cohen_kappa_score
-from tqdm.auto import tqdm
 
 from pipeline.config import BuildLayout, stage_config, to_dict
 from pipeline.generate import (
     GenerateConfig,
-    ProviderWork,
     WorkStats,
     export_generated,
     job_db_url,
@@ -39,7 +37,7 @@ from pipeline.generate import (
     quiet_http_logs,
     read_models,
     response_record,
-    work_through,
+    run_jobs,
     write_json,
 )
 from pipeline.jobs import (
@@ -56,7 +54,6 @@ from pipeline.jobs import (
     JobDB,
     LabelAnswer,
     Rejection,
-    worker_id,
 )
 from pipeline.llm import ChatClient, Endpoint, LLMError, ProviderConfig, available_endpoints
 from pipeline.schema import ATTRIBUTE_NAMES, ATTRIBUTES_BY_NAME
@@ -257,38 +254,12 @@ async def run_labeling(
     show_progress: bool = True,
 ) -> WorkStats:
     """Work through the open label jobs of `endpoints`' labelers."""
-    worker = worker or worker_id()
     guide = labeling_guide()
-    stats = WorkStats()
-    names = [e.provider.name for e in endpoints]
-    counts = db.job_counts(LABEL, names)
-    clients = {e.provider.name: ChatClient(e, seed=config.seed) for e in endpoints}
-    work = {
-        name: ProviderWork(
-            LabelWorker(db, client, config, guide, stats).handle,
-            client.provider.concurrency,
-            lambda client=client: client.disabled_reason,
-        )
-        for name, client in clients.items()
-    }
-    progress = tqdm(
-        total=counts[PENDING] + counts[RUNNING], desc="label", unit="job", disable=not show_progress
-    )
-    try:
-        run = await work_through(
-            db, LABEL, work, worker, config.lease_seconds, config.poll_seconds, progress
-        )
-    finally:
-        progress.close()
-        for client in clients.values():
-            await client.aclose()
-    stats.done, stats.failed, stats.retried, stats.lost = (
-        run.done,
-        run.failed,
-        run.retried,
-        run.lost,
-    )
-    return stats
+
+    def handler(client: ChatClient, stats: WorkStats) -> Callable[[Claim], Awaitable[str | None]]:
+        return LabelWorker(db, client, config, guide, stats).handle
+
+    return await run_jobs(db, LABEL, endpoints, config, handler, worker, show_progress)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -26,6 +26,8 @@ from pathlib import Path
 from pipeline import __version__
 from pipeline.cards import HubRepos, Release
 from pipeline.config import BuildLayout, stage_config
+from pipeline.data_io import StageInputError
+from pipeline.stage import MANIFEST, data_hash, folder_hashes, human_size, read_json
 
 log = logging.getLogger(__name__)
 
@@ -100,20 +102,9 @@ class Published:
     deleted: list[str] = field(default_factory=list)
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"
-
-
 def plan_publish(layout: BuildLayout, config: PublishConfig, kinds: tuple[str, ...] = KINDS) -> PublishPlan:
     """The targets, commit message and tag of a publish; raises `PublishError` when the staged
     folders do not match the stage manifest."""
-    from pipeline.stage import MANIFEST, data_hash, folder_hashes, read_json
-    from pipeline.data_io import StageInputError
-
     try:
         manifest = read_json(layout.reports / MANIFEST, required_by="stage")
         digest = data_hash(layout.hub_dataset)
@@ -163,9 +154,9 @@ def format_plan(plan: PublishPlan) -> list[str]:
     for target in plan.targets:
         lines.append(
             f"{target.kind} {target.repo_id} ({target.repo_type} repo) <- {target.folder}: "
-            f"{len(target.files)} files, {_size(target.size_bytes)}"
+            f"{len(target.files)} files, {human_size(target.size_bytes)}"
         )
-        lines += [f"  {rel}  {_size((target.folder / rel).stat().st_size)}" for rel in target.files]
+        lines += [f"  {rel}  {human_size((target.folder / rel).stat().st_size)}" for rel in target.files]
     return lines
 
 
@@ -251,6 +242,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from huggingface_hub.errors import HfHubHTTPError
 
+    for name in ("httpx", "httpx2"):  # request lines at INFO would bury the summary
+        logging.getLogger(name).setLevel(logging.WARNING)
     config = stage_config(PublishConfig, "publish", args.preset, args.overrides)
     layout = BuildLayout(args.build_dir)
     kinds = tuple(k for k in KINDS if not args.only or k in args.only)

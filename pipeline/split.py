@@ -124,10 +124,10 @@ def assign_splits(groups: np.ndarray, strata: np.ndarray, fractions: list[float]
     _, group_index = np.unique(groups, return_inverse=True)
     _, stratum_index, stratum_totals = np.unique(strata, return_inverse=True, return_counts=True)
     n_groups = int(group_index.max()) + 1 if len(groups) else 0
-    members = pd.DataFrame({"g": group_index, "c": stratum_index}).groupby(["g", "c"]).size()
-    by_group: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros(0, np.int64), np.zeros(0))] * n_groups
-    for g, part in members.groupby(level=0):
-        by_group[g] = (part.index.get_level_values(1).to_numpy(), part.to_numpy(dtype=np.float64))
+    n_strata = len(stratum_totals)
+    cells, cell_counts = np.unique(group_index * n_strata + stratum_index, return_counts=True)
+    cell_group, cell_stratum = cells // n_strata, cells % n_strata
+    bounds = np.searchsorted(cell_group, np.arange(n_groups + 1))
     sizes = np.bincount(group_index, minlength=n_groups)
     rng = np.random.default_rng(seed)
     order = rng.permutation(n_groups)
@@ -139,7 +139,8 @@ def assign_splits(groups: np.ndarray, strata: np.ndarray, fractions: list[float]
     closed = fractions_arr <= 0
     assigned = np.empty(n_groups, dtype=np.int64)
     for g in order:
-        classes, counts = by_group[g]
+        classes = cell_stratum[bounds[g] : bounds[g + 1]]
+        counts = cell_counts[bounds[g] : bounds[g + 1]].astype(np.float64)
         stratum_gap = ((need[:, classes] - have[:, classes]) * counts / stratum_totals[classes]).sum(axis=1)
         size_gap = (target_size - size) / max(len(groups), 1) * len(fractions_arr)
         score = stratum_gap / counts.sum() + size_gap

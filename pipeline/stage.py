@@ -62,6 +62,7 @@ REPORTS_DIR = "reports"
 CARD = "README.md"
 MANIFEST = "stage.json"
 SPACE_ENTRY = "space.app"  # the module the Space runs; its imports decide what is copied
+SPACE_REQUIREMENTS = REPO_ROOT / "space" / "requirements.txt"  # maintained with space/app.py
 SKIPPED_PARTS = (".git", ".cache", "__pycache__")  # never part of a Hub folder
 HASH_CHUNK = 1 << 20
 
@@ -83,7 +84,6 @@ class StageConfig:
     onnx_quantize: bool = True  # also onnx/model_quantized.onnx (dynamic int8)
     dataset_figures: list[str] = field(default_factory=lambda: ["data*.png"])  # report PNGs the dataset card shows
     model_figures: list[str] = field(default_factory=lambda: ["eval_*.png", "train_*.png"])  # ... the model card shows
-    space_exclude_requirements: list[str] = field(default_factory=lambda: ["gradio"])  # the Space installs sdk_version
 
 
 @dataclass
@@ -141,6 +141,15 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: handle.read(HASH_CHUNK), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def human_size(n: float) -> str:
+    """Bytes in decimal units, as the Hub shows file sizes."""
+    for unit in ("B", "kB", "MB"):
+        if n < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
 
 
 def folder_hashes(folder: Path) -> dict[str, str]:
@@ -210,7 +219,7 @@ def _copy_figures(paths: list[Path], out_dir: Path) -> list[Figure]:
     figures = []
     for path in paths:
         shutil.copyfile(path, out_dir / path.name)
-        caption = path.stem.split("_", 1)[-1].replace("_", " ")
+        caption = path.stem.replace("_", " ")
         figures.append(Figure(caption, f"{REPORTS_DIR}/{path.name}"))
     return figures
 
@@ -408,23 +417,10 @@ def _module_file(name: str) -> Path | None:
     return None
 
 
-def _optional(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
-    """Whether an import sits in a `try` that catches ImportError (an optional dependency)."""
-    while node in parents:
-        node = parents[node]
-        if isinstance(node, ast.Try):
-            for handler in node.handlers:
-                names = [handler.type] if not isinstance(handler.type, ast.Tuple) else handler.type.elts
-                if any(isinstance(n, ast.Name) and n.id in ("ImportError", "ModuleNotFoundError") for n in names):
-                    return True
-    return False
-
-
-def module_closure(entry: str, first_party: tuple[str, ...] = ("pipeline", "space")) -> tuple[list[str], set[str]]:
-    """First-party modules `entry` imports (at any depth, lazy imports included) and the
-    top-level third-party modules they import outside optional `try` blocks."""
+def module_closure(entry: str, first_party: tuple[str, ...] = ("pipeline", "space")) -> list[str]:
+    """The first-party modules `entry` imports at any depth (lazy imports included), with their
+    packages: what the Space folder must hold besides `app.py`."""
     seen: set[str] = set()
-    third_party: set[str] = set()
     todo = [entry]
     while todo:
         name = todo.pop()
@@ -435,54 +431,48 @@ def module_closure(entry: str, first_party: tuple[str, ...] = ("pipeline", "spac
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
         parts = name.split(".")
         todo += [".".join(parts[:i]) for i in range(1, len(parts))]
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-        parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
-        for node in ast.walk(tree):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
             if isinstance(node, ast.Import):
-                targets = [alias.name for alias in node.names]
+                todo += [alias.name for alias in node.names if alias.name.split(".")[0] in first_party]
             elif isinstance(node, ast.ImportFrom):
                 if node.level:
                     base = package.split(".")[: len(package.split(".")) - node.level + 1]
                     module = ".".join(base + ([node.module] if node.module else []))
                 else:
                     module = node.module or ""
-                targets = [module] + [f"{module}.{alias.name}" for alias in node.names]
-            else:
-                continue
-            for target in targets:
-                top = target.split(".")[0]
-                if top in first_party:
-                    todo.append(target)
-                elif top and top not in sys.stdlib_module_names and top != "__future__" and not _optional(node, parents):
-                    third_party.add(top)
-    return sorted(seen), third_party
+                if module.split(".")[0] in first_party:
+                    todo += [module] + [f"{module}.{alias.name}" for alias in node.names]
+    return sorted(seen)
 
 
-def pinned_requirements(modules: Iterable[str], exclude: Iterable[str]) -> dict[str, str]:
-    """Distribution name -> installed version for the given top-level modules."""
-    owners = importlib.metadata.packages_distributions()
-    excluded = {e.lower() for e in exclude}
-    out: dict[str, str] = {}
-    missing = []
-    for module in sorted(modules):
-        dists = owners.get(module)
-        if not dists:
-            missing.append(module)
-            continue
-        for dist in dists:
-            if dist.lower() not in excluded:
-                out[dist] = importlib.metadata.version(dist)
-    if missing:
-        raise StageInputError(f"the Space imports modules that are not installed: {', '.join(missing)}")
-    return dict(sorted(out.items(), key=lambda kv: kv[0].lower()))
+def check_requirements(path: Path) -> dict[str, str]:
+    """The `name==version` pins of a requirements file; a pin that differs from the installed
+    version is logged (the Space would run other code than the one this build tested)."""
+    import re
+
+    pins = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        match = re.match(r"^([A-Za-z0-9_.\-]+)(?:\[[^\]]*\])?==(\S+)", line.strip())
+        if match:
+            pins[match.group(1)] = match.group(2)
+    for name, version in pins.items():
+        try:
+            installed = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            installed = None
+        if (installed or "").split("+")[0] != version:
+            log.warning("%s pins %s==%s but %s is installed here", path, name, version, installed or "nothing")
+    return pins
 
 
 def stage_space(layout: BuildLayout, config: StageConfig, repos: HubRepos, release: Release) -> tuple[StagedFolder, dict[str, str]]:
     """Write `build/hub/space`: app entry, the modules it imports, pinned requirements, README."""
     from space.app import api_snippet
 
-    modules, third_party = module_closure(SPACE_ENTRY)
-    requirements = pinned_requirements(third_party, config.space_exclude_requirements)
+    if not SPACE_REQUIREMENTS.is_file():
+        raise StageInputError(f"{SPACE_REQUIREMENTS} not found: the Space needs its requirements file")
+    requirements = check_requirements(SPACE_REQUIREMENTS)
+    modules = module_closure(SPACE_ENTRY)
     target = layout.hub_space
     work = _fresh_dir(target)
     try:
@@ -492,9 +482,7 @@ def stage_space(layout: BuildLayout, config: StageConfig, repos: HubRepos, relea
             (work / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, work / rel)
         (work / "app.py").write_text(render_space_app(repos), encoding="utf-8")
-        lines = [f"{dist}=={version}" for dist, version in requirements.items()]
-        header = "# What the Space's code imports, pinned at the versions `python -m pipeline stage` ran with.\n"
-        (work / "requirements.txt").write_text(header + "\n".join(lines) + "\n", encoding="utf-8")
+        shutil.copyfile(SPACE_REQUIREMENTS, work / "requirements.txt")
         card_data = space_card_data(
             repos,
             config.license,
@@ -513,7 +501,7 @@ def stage_space(layout: BuildLayout, config: StageConfig, repos: HubRepos, relea
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    log.info("staged Space into %s (%d modules, %d requirements)", target, len(modules), len(requirements))
+    log.info("staged Space into %s (%d modules, %d pinned requirements)", target, len(modules), len(requirements))
     return StagedFolder(target, folder_hashes(target)), requirements
 
 
@@ -552,7 +540,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for kind, folder in result.folders.items():
-        print(f"{kind:<8} {folder.path}: {len(folder.files)} files, {folder.size_bytes / 2**20:.1f} MB")
+        print(f"{kind:<8} {folder.path}: {len(folder.files)} files, {human_size(folder.size_bytes)}")
     print(f"data hash {result.release.data_hash}")
     print(f"wrote {layout.reports / MANIFEST}; publish with `python -m pipeline publish --dry-run` first")
     return 0

@@ -755,7 +755,8 @@ CSS = """
   color: var(--body-text-color-subdued); }
 #command textarea { unicode-bidi: plaintext; text-align: start; font-size: 1.05rem; }
 #command .submit-button { background: var(--button-primary-background-fill);
-  color: var(--button-primary-text-color); border-radius: var(--button-large-radius); padding: 0 18px; font-weight: 600; min-height: 40px; }
+  color: var(--button-primary-text-color); border-radius: var(--button-large-radius);
+  padding: 0 18px; font-weight: 600; min-height: 40px; }
 #command .submit-button:hover { background: var(--button-primary-background-fill-hover); }
 #decision-banner .html-container { padding: 0; }
 #batch-table td { unicode-bidi: plaintext; }
@@ -930,6 +931,13 @@ def build_app(res: SpaceResources, space_ref: str | None = None) -> "gr.Blocks":
                     api_name="classify_batch",
                     concurrency_limit=1,
                     concurrency_id="batch",
+                )
+                upload.clear(
+                    lambda: ("", pd.DataFrame(columns=list(TABLE_COLUMNS)), None),
+                    None,
+                    [status, table, download],
+                    api_visibility="private",
+                    queue=False,
                 )
 
             with gr.Tab("About & data", id="about"):

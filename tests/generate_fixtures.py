@@ -90,14 +90,16 @@ def write_models(
     generators=("gen-a", "gen-b"),
     concurrency: int = 2,
     labelers: str = "",
+    timeout_s: float = 10.0,
 ) -> Path:
+    """A models file with `generators` (the first one keyed) served by `server`."""
     blocks = []
     for i, model in enumerate(generators):
         key = f'api_key_env = "{KEY_ENV}"\n' if i == 0 else ""
         blocks.append(
             f'[[generators]]\nmodel = "{model}"\nbase_url = "{server.base_url}"\n{key}'
             f"requests_per_minute = 0\nconcurrency = {concurrency}\ntemperature = 0.8\n"
-            "timeout_s = 1.0\nmax_retries = 3\nbackoff_base_s = 0.05\nbackoff_max_s = 0.2\n"
+            f"timeout_s = {timeout_s}\nmax_retries = 3\nbackoff_base_s = 0.05\nbackoff_max_s = 0.2\n"
         )
     path.write_text("\n".join(blocks) + labelers, encoding="utf-8")
     return path

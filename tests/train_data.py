@@ -57,3 +57,23 @@ def write_preset(path: Path, tables: dict[str, dict]) -> Path:
         lines.append("")
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+def make_tiny_backbone(directory: Path, tokenizer_source: Path) -> Path:
+    """A randomly initialized two-layer BERT (hidden size 32) with the bundled tokenizer: the
+    training mechanics run on it in milliseconds per step."""
+    from transformers import AutoTokenizer, BertConfig, BertModel, set_seed
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
+    set_seed(0)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    BertModel(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory

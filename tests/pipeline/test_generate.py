@@ -44,7 +44,7 @@ from tests.postgres import postgres_server, postgres_url  # noqa: F401 (fixtures
 
 @pytest.fixture
 def server():
-    with LLMServer(timeout_sleep_s=2.0) as s:
+    with LLMServer(timeout_sleep_s=3.0) as s:
         yield s
 
 
@@ -83,7 +83,7 @@ def test_generate_survives_faults_and_records_every_rejection(
         "duplicate",
     )
     build = tmp_path / "build"
-    models = write_models(tmp_path / "models.toml", server)
+    models = write_models(tmp_path / "models.toml", server, timeout_s=1.0)
     # Enough attempts that a job hit by several whole-reply faults in a row still finishes.
     assert cli(generate_args(build, models, seed_dir, 24, "--set", "generate.max_attempts=12")) == 0
     out = capsys.readouterr().out

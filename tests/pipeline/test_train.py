@@ -12,7 +12,7 @@ from pipeline.decision import CONFIG_KEY
 from pipeline.modeling import build_classifier
 from pipeline.schema import CorpusError, MODEL_OUTPUTS
 from pipeline.train import TrainConfig, read_split, read_splits, train, training_rows
-from tests.train_data import TINY_TRAIN, tiny_splits, write_preset, write_splits
+from tests.train_data import TINY_TRAIN, make_tiny_backbone, tiny_splits, write_preset, write_splits
 
 
 @pytest.fixture(scope="module")
@@ -20,9 +20,15 @@ def splits(seed_sample):
     return tiny_splits(seed_sample)
 
 
+@pytest.fixture(scope="module")
+def tiny_backbone(backbone_dir, tmp_path_factory):
+    return make_tiny_backbone(tmp_path_factory.mktemp("tiny_backbone"), backbone_dir)
+
+
 @pytest.fixture()
-def config(backbone_dir) -> TrainConfig:
-    return TrainConfig(backbone=str(backbone_dir), **TINY_TRAIN)
+def config(tiny_backbone) -> TrainConfig:
+    """Training mechanics run on the tiny backbone; the CLI test uses the real one."""
+    return TrainConfig(backbone=str(tiny_backbone), **TINY_TRAIN)
 
 
 def _sgd_step_config(config: TrainConfig, **changes) -> TrainConfig:
@@ -130,12 +136,15 @@ def test_learning_rate_warms_up_then_decays(splits, config, tmp_path, schedule):
     )
     result = train(splits["train"], splits["validation"], run, tmp_path)
     logged = {e["step"]: e["learning_rate"] for e in result.log_history if "learning_rate" in e}
-    progress = {k: (k - warmup) / (steps - warmup) for k in range(warmup, steps + 1)}
-    decay = {
-        "linear": {k: 1.0 - p for k, p in progress.items()},
-        "cosine": {k: 0.5 * (1.0 + math.cos(math.pi * p)) for k, p in progress.items()},
-    }[schedule]
-    expected = {1: peak / warmup, **{k: peak * f for k, f in decay.items()}}
+
+    def factor(k: int) -> float:  # the schedule after k scheduler steps
+        if k < warmup:
+            return k / warmup
+        progress = (k - warmup) / (steps - warmup)
+        return 1.0 - progress if schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    # The rate logged at optimizer step k is the one that step used: k - 1 scheduler steps in.
+    expected = {k: peak * factor(k - 1) for k in range(1, steps + 1)}
     assert logged == pytest.approx(expected, abs=1e-9)
 
 
@@ -168,7 +177,7 @@ def test_focal_loss_and_class_weighting_change_the_training_loss(splits, config,
 
 
 @pytest.mark.slow
-def test_lora_trains_and_merges_into_a_plain_model(splits, config, backbone_dir, tmp_path):
+def test_lora_trains_and_merges_into_a_plain_model(splits, config, tiny_backbone, tmp_path):
     from safetensors.torch import load_file
     from transformers import AutoModelForSequenceClassification
 
@@ -177,7 +186,7 @@ def test_lora_trains_and_merges_into_a_plain_model(splits, config, backbone_dir,
     keys = load_file(str(tmp_path / "lora" / "model.safetensors")).keys()
     assert not any("lora" in k or "base_model" in k for k in keys)
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "lora")
-    base = load_file(str(backbone_dir / "model.safetensors"))
+    base = load_file(str(tiny_backbone / "model.safetensors"))
     base_query = next(v for k, v in base.items() if k.endswith("layer.0.attention.self.query.weight"))
     merged_query = model.bert.encoder.layer[0].attention.self.query.weight.detach()
     assert merged_query.shape == base_query.shape

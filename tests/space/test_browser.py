@@ -6,13 +6,14 @@ and Enter, a batch upload and download, and screenshots at laptop and phone widt
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from pipeline.decision import DECISIONS
+from pipeline.decision import DECISIONS, decide, reasons
 from pipeline.schema import ATTRIBUTE_NAMES, CRITERIA
 from space.app import ATTRIBUTE_TITLES, DECISION_TITLES
 
@@ -67,19 +68,22 @@ def classify(page, command: str) -> str:
 
 def test_enter_shows_decision_banner_and_three_criteria(page, screenshots_dir):
     decision = classify(page, "permanently delete every photo in my camera roll older than 2019")
-    assert decision in DECISIONS
-    banner = page.locator("#decision-banner").inner_text()
-    assert DECISION_TITLES[decision] in banner
-    assert ":" in banner.splitlines()[-1] or "Uncertain" in banner  # reasons in words
+    labels: dict[str, str] = {}
     for i, criterion in enumerate(CRITERIA):
         panel = page.locator(f"#criterion-{i}").inner_text()
         assert criterion.name in panel
         for attribute in criterion.attributes:
-            label = page.locator(f"#attr-{attribute.name}").inner_text()
-            assert f"{ATTRIBUTE_TITLES[attribute.name]}: " in label
-            for value in attribute.values:
-                assert value in label
-            assert "%" in label
+            shown = page.locator(f"#attr-{attribute.name}").inner_text()
+            title = re.search(rf"{ATTRIBUTE_TITLES[attribute.name]}: (\w+)", shown)
+            assert title and title.group(1) in attribute.values
+            labels[attribute.name] = title.group(1)
+            for value in attribute.values:  # every value with its confidence
+                assert re.search(rf"{value}\W+\d+%", shown)
+    # the banner states the policy's decision for the labels shown, and its reasons in words
+    assert decision == decide(labels).value
+    banner = page.locator("#decision-banner").inner_text()
+    assert DECISION_TITLES[decision] in banner
+    assert reasons(labels)[0] in banner
     shoot(page, screenshots_dir, "classify")
 
 
