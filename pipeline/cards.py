@@ -56,7 +56,6 @@ SPACE_TEMPLATE = "space_readme.md"
 SPACE_APP_TEMPLATE = "space_app.py.jinja"
 
 SEED_SOURCE = "seed"  # `source` of hand-written corpus rows (`schema.read_corpus_file`'s default)
-SPLIT_ORDER = ("train", "validation", "test")
 TASK_TYPE, TASK_NAME = "text-classification", "Text Classification"
 
 # What the Hub accepts in the fields it reads (https://huggingface.co/docs/hub/spaces-config-reference,
@@ -426,6 +425,7 @@ def _split_names(facts: DatasetFacts) -> list[str]:
 
 
 def languages_present(frame: pd.DataFrame) -> list[str]:
+    """The languages of a frame's rows, in `schema.LANGUAGES` order (all of them without `lang`)."""
     present = set(frame[LANG]) if LANG in frame.columns else set(LANGUAGES)
     return [lang for lang in LANGUAGES if lang in present] + sorted(present - set(LANGUAGES))
 
@@ -506,7 +506,7 @@ def _split_table(facts: DatasetFacts) -> str:
     groups_all = all_rows[ID].map(group_of).nunique() if ID in all_rows.columns else None
     by_lang = all_rows[LANG].value_counts() if LANG in all_rows.columns else pd.Series(dtype=int)
     rows.append(["all", len(all_rows), *[int(by_lang.get(lang, 0)) for lang in langs], groups_all])
-    return markdown_table(["split", "rows", *[f"`{lang}`" for lang in langs], "groups"], rows)
+    return markdown_table(["split", "rows", *[f"`{lang}`" for lang in langs], "id groups"], rows)
 
 
 def straddling(facts: DatasetFacts, key) -> int:
@@ -869,7 +869,10 @@ def _onnx_rows(onnx: dict | None) -> list[list[Any]]:
     if not onnx:
         return []
     diffs = onnx.get("max_abs_diff") or {}
-    return [[f"`onnx/{name}`", size, diffs.get(name)] for name, size in (onnx.get("files") or {}).items()]
+    return [
+        [f"`onnx/{name}`", f"{size:.1f}", f"{diffs[name]:.1e}" if diffs.get(name) is not None else None]
+        for name, size in (onnx.get("files") or {}).items()
+    ]
 
 
 def usage_snippet(model_id: str) -> str:
@@ -911,6 +914,7 @@ def render_model_card(
         release=release,
         base_model=base_model,
         attribute_names=ATTRIBUTE_NAMES,
+        outputs=MODEL_OUTPUTS,
         outputs_table=markdown_table(["index", "output (`id2label`)", "meaning", "threshold"], _output_rows(thresholds)),
         risk_reading=_risk_reading(),
         risk_outputs=RISK_OUTPUTS,

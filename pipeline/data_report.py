@@ -370,8 +370,8 @@ def render_markdown(
             "Each row dedups the cleaned corpus at the threshold (embedding cosine; TF-IDF cosine for "
             "languages outside the embedding model), splits it as this stage does and trains "
             "`TfidfLogReg` on train; `val macro-F1` is the mean over attributes of the validation "
-            "macro-F1 (± its bootstrap standard deviation over validation rows: differences smaller than
-that are noise). `cross-split` counts pairs above the chosen threshold that cross splits. The "
+            "macro-F1 (± its bootstrap standard deviation over validation rows: smaller differences "
+            "are noise). `cross-split` counts pairs above the chosen threshold that cross splits. The "
             "random-split columns use a plain random 80/10/10 split of the same rows: the score a "
             "leaky split would report.",
             "",

@@ -174,7 +174,7 @@ def ann_pairs(
     radius = float(np.nextafter(np.float32(threshold), np.float32(-1)))
     for start in range(0, n, query_rows):
         lims, sims, labels = index.range_search(x[start : start + query_rows], radius)
-        counts = np.diff(lims)
+        counts = np.diff(lims).astype(np.int64)
         queries = np.repeat(np.arange(start, start + len(counts), dtype=np.int64), counts)
         keep = labels > queries
         found_i.append(queries[keep])

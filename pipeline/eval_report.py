@@ -107,7 +107,7 @@ def plot_figures(result: dict, out_dir: Path) -> dict[str, Path]:
     limit = result["config"]["max_false_block_rate"]
     ax.axvline(limit, color="grey", linestyle=":", label=f"false-block rate {limit:.0%}")
     ax.axhline(result["config"]["block_recall_target"], color="grey", linestyle="--", label="recall goal")
-    ax.set(xlabel="false-block rate on allow commands", ylabel="block recall", xlim=(0, 0.3), ylim=(0.5, 1.01))
+    ax.set(xlabel="false-block rate on allow commands", ylabel="block recall", xlim=(0, 0.3), ylim=(0, 1.01))
     ax.set_title("Block recall vs false blocks (test; dots: tuned thresholds)")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -123,7 +123,8 @@ def _training_section(train: dict | None) -> list[str]:
     lines = [
         f"- command: `{train['command']}`",
         f"- device: {train['device']} (world size {train['world_size']}, mixed precision {train['mixed_precision']})",
-        f"- wall time: {train['wall_time_s']:.0f} s; {train['global_step']} optimizer steps, "
+        f"- wall time: {train['wall_time_s']:.0f} s (CPU time {train.get('cpu_time_s', 0):.0f} s); "
+        f"{train['global_step']} optimizer steps, "
         f"{train['epochs_completed']:.2f} epochs{' (stopped early)' if train['stopped_early'] else ''}",
         f"- rows: {train['rows']['train']} training (augmented: {train['rows']['augmented'] or 'none'}), "
         f"{train['rows']['validation']} validation",

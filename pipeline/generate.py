@@ -265,15 +265,15 @@ def labeling_guide(path: Path = LABELING_GUIDE) -> str:
 
 
 def describe_labels(labels: Mapping[str, str]) -> str:
+    """One line per attribute: the wanted value and what the attribute means."""
     lines = []
     for name in ATTRIBUTE_NAMES:
         attribute = ATTRIBUTES_BY_NAME[name]
-        value = labels[name]
         if attribute.is_binary:
-            truth = "true" if value == "yes" else "NOT true"
-            lines.append(f"- {name} = {value}: it is {truth} that {attribute.meaning}")
+            lines.append(f"- {name} = {labels[name]}  ({name} = yes means: {attribute.meaning})")
         else:
-            lines.append(f"- {name} = {value}: {attribute.meaning} is {value}")
+            scale = ", ".join(attribute.values)
+            lines.append(f"- {name} = {labels[name]}  ({name}: {attribute.meaning}; {scale})")
     return "\n".join(lines)
 
 

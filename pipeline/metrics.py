@@ -56,14 +56,31 @@ def predicted_classes(probs: np.ndarray, thresholds: np.ndarray) -> dict[str, np
     return out
 
 
-def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
-    """Macro-F1 over all `n_classes` (a class absent from gold and predictions scores 0)."""
+def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """The (n_classes, n_classes) confusion matrix, rows gold and columns predicted."""
     cm = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(cm, (y_true, y_pred), 1)
+    np.add.at(cm, (np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)), 1)
+    return cm
+
+
+def _per_class(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Precision, recall and F1 per class from a confusion matrix (0 where undefined)."""
     tp = np.diag(cm).astype(np.float64)
-    denom = cm.sum(axis=0) + cm.sum(axis=1)
-    f1 = np.divide(2 * tp, denom, out=np.zeros(n_classes), where=denom > 0)
-    return float(f1.mean())
+    predicted, gold = cm.sum(axis=0), cm.sum(axis=1)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, gold, out=np.zeros_like(tp), where=gold > 0)
+    f1 = np.divide(2 * tp, predicted + gold, out=np.zeros_like(tp), where=(predicted + gold) > 0)
+    return precision, recall, f1
+
+
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, present_only: bool = False) -> float:
+    """Macro-F1 over all `n_classes` (a class absent from gold and predictions scores 0), or
+    over the classes present in `y_true` when `present_only`."""
+    cm = confusion(y_true, y_pred, n_classes)
+    f1 = _per_class(cm)[2]
+    if present_only:
+        f1 = f1[cm.sum(axis=1) > 0]
+    return float(f1.mean()) if f1.size else 0.0
 
 
 def mean_macro_f1(gold: Mapping[str, np.ndarray], probs: np.ndarray, thresholds: np.ndarray) -> dict[str, float]:
@@ -119,17 +136,15 @@ def classification_metrics(
 
     An AUC is `None` when the class is absent from (or is all of) `y_true`.
     """
-    from sklearn.metrics import confusion_matrix, log_loss, precision_recall_fscore_support
-
     k = len(class_names)
-    labels = list(range(k))
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, zero_division=0
-    )
-    roc = [_auc("roc", (y_true == c).astype(int), probs[:, c]) for c in labels]
-    pr = [_auc("pr", (y_true == c).astype(int), probs[:, c]) for c in labels]
+    cm = confusion(y_true, y_pred, k)
+    precision, recall, f1 = _per_class(cm)
+    support = cm.sum(axis=1)
+    roc = [_auc("roc", (y_true == c).astype(int), probs[:, c]) for c in range(k)]
+    pr = [_auc("pr", (y_true == c).astype(int), probs[:, c]) for c in range(k)]
     clipped = np.clip(probs, 1e-7, 1.0)
     clipped = clipped / clipped.sum(axis=1, keepdims=True)
+    log_loss = float(-np.log(clipped[np.arange(len(y_true)), y_true]).mean()) if len(y_true) else 0.0
     ece, bins = expected_calibration_error(y_true, probs)
     per_class = {
         name: {
@@ -150,14 +165,11 @@ def classification_metrics(
         "macro_f1": float(f1.mean()),
         "roc_auc": _mean_or_none(roc),
         "pr_auc": _mean_or_none(pr),
-        "log_loss": float(log_loss(y_true, clipped, labels=labels)),
+        "log_loss": log_loss,
         "ece": ece,
         "reliability": bins,
         "per_class": per_class,
-        "confusion": {
-            "labels": list(class_names),
-            "matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
-        },
+        "confusion": {"labels": list(class_names), "matrix": cm.tolist()},
     }
 
 
@@ -177,8 +189,6 @@ def breakdown(
 ) -> dict[str, dict]:
     """Per value of `column` (language, domain): rows, and per attribute the accuracy and the
     macro-F1 over the classes present in that subset's gold labels."""
-    from sklearn.metrics import f1_score
-
     gold = gold_classes(frame)
     pred = predicted_classes(probs, thresholds.as_array())
     out: dict[str, dict] = {}
@@ -187,8 +197,9 @@ def breakdown(
         entry: dict = {"n": int(mask.sum()), "attributes": {}}
         for name in ATTRIBUTE_NAMES:
             y, p = gold[name][mask], pred[name][mask]
+            k = len(ATTRIBUTES_BY_NAME[name].values)
             entry["attributes"][name] = {
-                "macro_f1": float(f1_score(y, p, labels=np.unique(y), average="macro", zero_division=0)),
+                "macro_f1": macro_f1(y, p, k, present_only=True),
                 "accuracy": float((y == p).mean()),
             }
         entry["mean_macro_f1"] = float(np.mean([a["macro_f1"] for a in entry["attributes"].values()]))
@@ -198,11 +209,10 @@ def breakdown(
 
 def decision_metrics(gold: Sequence[str], predicted: Sequence[str]) -> dict:
     """Per-decision precision/recall/F1, accuracy and the 4x4 confusion matrix."""
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
-
-    precision, recall, f1, support = precision_recall_fscore_support(
-        gold, predicted, labels=list(DECISIONS), zero_division=0
-    )
+    index = {d: i for i, d in enumerate(DECISIONS)}
+    cm = confusion([index[d] for d in gold], [index[d] for d in predicted], len(DECISIONS))
+    precision, recall, f1 = _per_class(cm)
+    support = cm.sum(axis=1)
     return {
         "accuracy": float(np.mean(np.asarray(gold) == np.asarray(predicted))),
         "macro_f1": float(f1.mean()),
@@ -210,10 +220,7 @@ def decision_metrics(gold: Sequence[str], predicted: Sequence[str]) -> dict:
             d: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]), "support": int(support[i])}
             for i, d in enumerate(DECISIONS)
         },
-        "confusion": {
-            "labels": list(DECISIONS),
-            "matrix": confusion_matrix(gold, predicted, labels=list(DECISIONS)).tolist(),
-        },
+        "confusion": {"labels": list(DECISIONS), "matrix": cm.tolist()},
     }
 
 

@@ -1,6 +1,6 @@
 """`all`: the full pipeline on the bundled corpus, stage after stage, into the build folder.
 
-`generate` runs first when generators are configured (it says so and does nothing otherwise);
+`generate` and `label` run first when models are configured (they say so and do nothing otherwise);
 then clean, dedup, split, train, evaluate and stage. A failed stage stops the run; everything
 written by the stages before it stays on disk.
 """
@@ -13,7 +13,7 @@ import time
 
 log = logging.getLogger(__name__)
 
-STAGE_ORDER: tuple[str, ...] = ("generate", "clean", "dedup", "split", "train", "evaluate", "stage")
+STAGE_ORDER: tuple[str, ...] = ("generate", "label", "clean", "dedup", "split", "train", "evaluate", "stage")
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

@@ -35,6 +35,7 @@ import pandas as pd
 
 from pipeline import __version__
 from pipeline.cards import (
+    CardError,
     DataReports,
     DatasetFacts,
     Figure,
@@ -42,7 +43,6 @@ from pipeline.cards import (
     ModelReports,
     languages_present,
     Release,
-    SPLIT_ORDER,
     render_dataset_card,
     render_model_card,
     render_space_app,
@@ -54,6 +54,7 @@ from pipeline.data_io import StageInputError, write_json
 from pipeline.decision import CONFIG_KEY, Thresholds
 from pipeline.evaluate import MODEL_KEY
 from pipeline.schema import ATTRIBUTES
+from pipeline.split import SPLITS
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +246,7 @@ def read_dataset_files(dataset_dir: Path) -> DatasetFacts:
     by_split: dict[str, list[Path]] = {}
     for path in paths:
         by_split.setdefault(_split_of(path), []).append(path)
-    order = [s for s in SPLIT_ORDER if s in by_split] + sorted(set(by_split) - set(SPLIT_ORDER))
+    order = [s for s in SPLITS if s in by_split] + sorted(set(by_split) - set(SPLITS))
     features = None
     frames, num_bytes, files = {}, {}, {}
     problems = []
@@ -536,7 +537,7 @@ def main(args: argparse.Namespace) -> int:
     layout = BuildLayout(args.build_dir)
     try:
         result = stage(layout, config, repos)
-    except StageInputError as exc:
+    except (StageInputError, CardError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for kind, folder in result.folders.items():

@@ -112,6 +112,7 @@ class TrainResult:
     best_step: int | None
     stopped_early: bool
     wall_time_s: float
+    cpu_time_s: float
     n_train_rows: int
     n_validation_rows: int
     augmented: dict[str, int]
@@ -293,19 +294,17 @@ def train(
     out_dir: Path,
     work_dir: Path | None = None,
     cache_dir: Path | None = None,
-    callbacks: list | None = None,
 ) -> TrainResult:
     """Fine-tune `config.backbone` on `train_frame` (augmented), select on `validation_frame`,
     and save the plain seven-output model to `out_dir`. Checkpoints go to `work_dir` (a
     temporary folder by default) and are removed once the model is saved."""
-    from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
-    from transformers import DataCollatorWithPadding
+    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainingArguments
 
     from pipeline.modeling import load_tokenizer, save_classifier
 
     if not 0.0 <= config.warmup_ratio < 1.0:
         raise ValueError(f"train.warmup_ratio must be in [0, 1), got {config.warmup_ratio}")
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     own_work_dir = work_dir is None
     work = Path(tempfile.mkdtemp(prefix="lm-action-train-")) if own_work_dir else Path(work_dir)
     bf16, fp16, precision = _precision_flags(config.mixed_precision)
@@ -324,7 +323,8 @@ def train(
         lr_scheduler_type=config.lr_scheduler,
         warmup_steps=config.warmup_ratio,
         eval_strategy="epoch" if per_epoch else "steps",
-        save_strategy="epoch" if per_epoch else "steps",
+        # Checkpoints only serve to restore the best model at the end.
+        save_strategy=("epoch" if per_epoch else "steps") if config.early_stopping else "no",
         eval_steps=None if per_epoch else config.eval_steps,
         save_steps=None if per_epoch else config.eval_steps,
         save_total_limit=1,
@@ -353,11 +353,9 @@ def train(
         pos_weight = positive_class_weights(targets_from_frame(train_frame), config.class_weight_power)
     loss = MultiLabelLoss(config.focal_gamma if config.focal_loss else 0.0, pos_weight)
 
-    all_callbacks = list(callbacks or [])
+    callbacks = []
     if config.early_stopping:
-        all_callbacks.append(
-            EarlyStoppingCallback(config.early_stopping_patience, config.early_stopping_threshold)
-        )
+        callbacks.append(EarlyStoppingCallback(config.early_stopping_patience, config.early_stopping_threshold))
     trainer = Trainer(
         model=_build_model(config),
         args=args,
@@ -367,7 +365,7 @@ def train(
         processing_class=tokenizer,
         compute_loss_func=loss,
         compute_metrics=validation_metrics,
-        callbacks=all_callbacks,
+        callbacks=callbacks,
     )
     log.info(
         "training on %d rows (%d augmented), validating on %d; device %s, precision %s",
@@ -395,6 +393,7 @@ def train(
         best_step=best_step,
         stopped_early=bool(state.global_step < state.max_steps),
         wall_time_s=time.perf_counter() - started,
+        cpu_time_s=time.process_time() - cpu_started,
         n_train_rows=len(rows),
         n_validation_rows=len(validation_frame),
         augmented=added,
@@ -474,6 +473,9 @@ def train_report(result: TrainResult, config: TrainConfig, command: str, preset:
         "world_size": result.world_size,
         "mixed_precision": result.mixed_precision,
         "wall_time_s": round(result.wall_time_s, 1),
+        # CPU seconds of this process (all its threads): wall time on a shared machine says
+        # little, this says what the run costs.
+        "cpu_time_s": round(result.cpu_time_s, 1),
         "rows": {"train": result.n_train_rows, "validation": result.n_validation_rows, "augmented": result.augmented},
         "pos_weight": result.pos_weight,
         "global_step": result.global_step,

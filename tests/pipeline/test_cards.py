@@ -169,6 +169,33 @@ def test_cards_without_optional_reports_say_what_is_missing(dataset_dir, eval_re
     assert "onnx/model.onnx" not in model_text
 
 
+def test_dataset_card_explains_split_and_dedup_with_the_numbers_of_data_json(dataset_dir):
+    from pipeline.config import to_dict
+    from pipeline.dedup import DedupConfig
+    from pipeline.split import SplitConfig
+
+    what_if = [
+        {"threshold": t, "lexical_threshold": lt, "rows_removed": removed, "rows_left": 5000 - removed,
+         "label_conflict_pairs": 3, "val_macro_f1": f1, "cross_split_pairs": 0,
+         "random_val_macro_f1": f1 + 0.02, "random_cross_split_pairs": 41}
+        for t, lt, removed, f1 in (("0.85", "0.70", 310, 0.7712), ("0.90", "0.75", 164, 0.7744), ("none", "none", 0, 0.7801))
+    ]
+    dedup = {"input_rows": 5164, "output_rows": 5000, "removed_near_duplicates": 164, "clusters_with_duplicates": 120,
+             "label_conflict_pairs": 37, "label_conflict_contrast_pairs": 30, "config": to_dict(DedupConfig())}
+    data = {
+        "rows": {"train": 4000, "validation": 500, "test": 500}, "groups": 4410, "largest_group": 9,
+        "cross_split_pairs_above_dedup_threshold": 0, "groups_straddling_splits": 0, "what_if": what_if,
+        "dedup": dedup, "clean": None, "label_agreement": None,
+        "config": {"split": to_dict(SplitConfig()), "dedup": to_dict(DedupConfig())},
+    }
+    text = " ".join(str(dataset_card(dataset_dir, DataReports(data=data))).split())
+    assert "(0.8 / 0.1 / 0.1 of the rows for train / validation / test, seed 0)" in text
+    assert "4410 groups, the largest 9 rows" in text
+    assert "| 0.90 | 0.75 | 164 | 4836 | 3 | 0.7744 | 0 | 0.7944 | 41 |" in text
+    assert "5164 rows in, 5000 out, 164 near-duplicates removed" in text
+    assert "cosine >= 0.9) for en text" in text
+
+
 def test_dataset_card_shows_labeler_agreement_when_the_label_stage_ran(dataset_dir):
     agreement = {
         "labelers": ["judge-a", "judge-b"],

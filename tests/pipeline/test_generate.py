@@ -244,7 +244,9 @@ def test_prompt_names_the_target_labels_domain_and_language():
     assert (
         "Write 7 different commands in Arabic" in user["content"] and '"travel"' in user["content"]
     )
-    assert "reversible = no" in user["content"]
+    assert (
+        "- reversible = no  (reversible = yes means: the effects can be undone)" in user["content"]
+    )
     assert (
         json.loads(user["content"].split("Request: ", 1)[1].split("\n", 1)[0])["labels"]
         == spec["labels"]
