@@ -533,10 +533,16 @@ def leakage_checks(facts: DatasetFacts) -> list[str]:
 
 
 def what_if_table(data: dict | None) -> str:
-    """The split stage's table of dedup thresholds (rows removed, leakage, baseline macro-F1)."""
+    """The split stage's table of dedup thresholds (rows removed, leakage, baseline macro-F1 with
+    its bootstrap standard deviation where the report has it)."""
     rows = (data or {}).get("what_if") or []
     if not rows:
         return ""
+
+    def score(row: dict) -> str:
+        f1, std = row.get("val_macro_f1"), row.get("val_macro_f1_std")
+        return fmt(f1) if std is None or f1 is None else f"{f1:.4f} ± {std:.4f}"
+
     header = [
         "embedding threshold",
         "TF-IDF threshold",
@@ -548,18 +554,21 @@ def what_if_table(data: dict | None) -> str:
         "val macro-F1 (random split)",
         "cross-split pairs (random split)",
     ]
-    keys = [
-        "threshold",
-        "lexical_threshold",
-        "rows_removed",
-        "rows_left",
-        "label_conflict_pairs",
-        "val_macro_f1",
-        "cross_split_pairs",
-        "random_val_macro_f1",
-        "random_cross_split_pairs",
+    table = [
+        [
+            r.get("threshold"),
+            r.get("lexical_threshold"),
+            r.get("rows_removed"),
+            r.get("rows_left"),
+            r.get("label_conflict_pairs"),
+            score(r),
+            r.get("cross_split_pairs"),
+            r.get("random_val_macro_f1"),
+            r.get("random_cross_split_pairs"),
+        ]
+        for r in rows
     ]
-    return markdown_table(header, [[r.get(k) for k in keys] for r in rows])
+    return markdown_table(header, table)
 
 
 def _domain_table(facts: DatasetFacts) -> str:

@@ -25,6 +25,7 @@ import importlib.metadata
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -449,8 +450,6 @@ def module_closure(entry: str, first_party: tuple[str, ...] = ("pipeline", "spac
 def check_requirements(path: Path) -> dict[str, str]:
     """The `name==version` pins of a requirements file; a pin that differs from the installed
     version is logged (the Space would run other code than the one this build tested)."""
-    import re
-
     pins = {}
     for line in path.read_text(encoding="utf-8").splitlines():
         match = re.match(r"^([A-Za-z0-9_.\-]+)(?:\[[^\]]*\])?==(\S+)", line.strip())

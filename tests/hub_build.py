@@ -4,9 +4,7 @@
 exact and one near duplicate) goes through the real `clean`, `dedup`, `split`, `train`,
 `evaluate` and `stage` (with the ONNX export) in-process. `train` fine-tunes the tiny two-layer
 BERT of `tests.train_data` (the bundled tokenizer, random weights) so that training, the ONNX
-export and the uploads take seconds. `split` runs without its data report (the what-if dedup
-runs at several thresholds); `test_cards` renders the dataset card from a `data.json`. Built once
-per test session.
+export and the uploads take seconds. Built once per test session.
 """
 
 from __future__ import annotations
@@ -47,8 +45,7 @@ def build_and_stage(root: Path, tokenizer_source: Path) -> StagedBuild:
     common = ("--build-dir", str(build))
     run("clean", *common, "--set", f"clean.seed_dir={seed}", "--set", "clean.include_generated=false")
     run("dedup", *common, "--set", "dedup.cache=false")
-    split = ("--set", f"split.fractions={SPLIT_FRACTIONS}", "--set", "split.report=false")
-    run("split", *common, *split, "--set", "dedup.cache=false")
+    run("split", *common, "--set", f"split.fractions={SPLIT_FRACTIONS}", "--set", "dedup.cache=false")
     train = [f"train.{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in TINY_TRAIN.items()]
     run("train", *common, "--set", f"train.backbone={backbone}", *[a for kv in train for a in ("--set", kv)])
     run("evaluate", *common, "--set", "evaluate.baselines=tfidf")

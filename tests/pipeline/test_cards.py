@@ -176,7 +176,7 @@ def test_dataset_card_explains_split_and_dedup_with_the_numbers_of_data_json(dat
 
     what_if = [
         {"threshold": t, "lexical_threshold": lt, "rows_removed": removed, "rows_left": 5000 - removed,
-         "label_conflict_pairs": 3, "val_macro_f1": f1, "cross_split_pairs": 0,
+         "label_conflict_pairs": 3, "val_macro_f1": f1, "val_macro_f1_std": 0.0123, "cross_split_pairs": 0,
          "random_val_macro_f1": f1 + 0.02, "random_cross_split_pairs": 41}
         for t, lt, removed, f1 in (("0.85", "0.70", 310, 0.7712), ("0.90", "0.75", 164, 0.7744), ("none", "none", 0, 0.7801))
     ]
@@ -191,7 +191,7 @@ def test_dataset_card_explains_split_and_dedup_with_the_numbers_of_data_json(dat
     text = " ".join(str(dataset_card(dataset_dir, DataReports(data=data))).split())
     assert "(0.8 / 0.1 / 0.1 of the rows for train / validation / test, seed 0)" in text
     assert "4410 groups, the largest 9 rows" in text
-    assert "| 0.90 | 0.75 | 164 | 4836 | 3 | 0.7744 | 0 | 0.7944 | 41 |" in text
+    assert "| 0.90 | 0.75 | 164 | 4836 | 3 | 0.7744 ± 0.0123 | 0 | 0.7944 | 41 |" in text
     assert "5164 rows in, 5000 out, 164 near-duplicates removed" in text
     assert "cosine >= 0.9) for en text" in text
 

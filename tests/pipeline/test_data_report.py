@@ -22,8 +22,10 @@ LEXICAL_ONLY = DedupConfig(embedding_languages=[], lexical_threshold=0.75)
 
 @pytest.fixture(scope="module")
 def small_corpus(seed_corpus: pd.DataFrame) -> pd.DataFrame:
-    sample = seed_corpus.sample(n=min(400, len(seed_corpus)), random_state=2)
-    return pd.concat([sample, load_corpus([PLANTED])], ignore_index=True)
+    planted = load_corpus([PLANTED])
+    sample = seed_corpus[~seed_corpus["id"].isin(planted["id"])].sample(n=250, random_state=2).copy()
+    sample.loc[~sample["contrast_of"].isin(sample["id"]), "contrast_of"] = ""
+    return pd.concat([sample, planted], ignore_index=True)
 
 
 def test_what_if_table_removes_fewer_rows_at_higher_thresholds(small_corpus: pd.DataFrame) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -92,8 +93,23 @@ def test_staged_dataset_loads_with_named_splits_and_class_labels(staged_build):
     for attribute in ATTRIBUTES:
         assert isinstance(loaded["test"].features[attribute.name], datasets.ClassLabel)
         assert loaded["test"].features[attribute.name].names == list(attribute.values)
-    split_report = json.loads((staged_build.layout.reports / "split.json").read_text(encoding="utf-8"))
-    assert {name: len(split) for name, split in loaded.items()} == split_report["rows"]
+    data_report = json.loads((staged_build.layout.hub_dataset / "reports" / "data.json").read_text(encoding="utf-8"))
+    assert {name: len(split) for name, split in loaded.items()} == data_report["rows"]
+
+
+@pytest.mark.slow
+def test_staged_dataset_card_shows_the_data_report_and_its_figures(staged_build):
+    from huggingface_hub import DatasetCard
+
+    folder = staged_build.layout.hub_dataset
+    card = DatasetCard.load(folder / CARD)
+    figures = re.findall(r"!\[[^\]]*\]\((reports/[^)]+\.png)\)", card.text)
+    assert figures and all((folder / f).is_file() for f in figures)
+    assert sorted(figures) == sorted(f"reports/{p.name}" for p in staged_build.layout.reports.glob("data*.png"))
+    data_report = json.loads((folder / "reports" / "data.json").read_text(encoding="utf-8"))
+    flat = " ".join(card.text.split())
+    assert f"{data_report['groups']} groups, the largest {data_report['largest_group']} rows" in flat
+    assert "No split report" not in card.text and "No near-duplicate report" not in card.text
 
 
 @pytest.mark.slow
