@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pipeline import __version__
 from pipeline.config import DEFAULT_PRESET, ConfigError
+from pipeline.data_io import StageInputError
 from pipeline.schema import CorpusError
 
 # name -> (module, one-line help). Modules are imported only when their stage runs.
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(args._module)
     try:
         return int(module.main(args) or 0)
-    except (ConfigError, CorpusError) as exc:
+    except (ConfigError, CorpusError, StageInputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -73,7 +73,9 @@ def synthetic_commands(texts: list[str], n: int, seed: int = 0, repeat_share: fl
     heads, tails = command_parts(texts)
     head_pick = rng.integers(0, len(heads), n)
     tail_pick = rng.integers(0, len(tails), n)
-    with_tail = rng.random(n) < 0.55
+    with_tail = rng.random(n) < 0.75
+    with_third = rng.random(n) < 0.2
+    third_pick = rng.integers(0, len(tails), n)
     opener = rng.integers(0, len(OPENERS), n)
     closer = rng.integers(0, len(CLOSERS), n)
     connector = rng.integers(0, len(CONNECTORS), n)
@@ -87,6 +89,8 @@ def synthetic_commands(texts: list[str], n: int, seed: int = 0, repeat_share: fl
         text = OPENERS[opener[k]] + heads[head_pick[k]]
         if with_tail[k]:
             text += CONNECTORS[connector[k]] + tails[tail_pick[k]]
+            if with_third[k]:
+                text += CONNECTORS[(connector[k] + 1) % len(CONNECTORS)] + tails[third_pick[k]]
         text += CLOSERS[closer[k]]
         if k % 7 == 0:
             text = names.sub(NAMES[k % len(NAMES)], text)

@@ -54,7 +54,8 @@ class DedupConfig:
     lexical_threshold: cosine at or above which two same-language texts are near-duplicates, for
     embeddings and for TF-IDF (0.75 TF-IDF is the median TF-IDF cosine of English pairs at 0.90
     embedding cosine in the seed corpus). search: `auto`, `exact` or `ann`. ann_min_rows: `auto`
-    uses the ANN index from this many vectors (the measured crossover, see `bench-dedup`).
+    uses the ANN index from this many vectors on CPU (the measured crossover, see `bench-dedup`),
+    and from ann_min_rows_gpu when the exact search runs on a GPU.
     ann_cell_rows: average vectors per IVF cell. ann_nprobe: cells searched per query.
     block_rows: rows per block of the exact search (0 = auto from memory). cache: keep
     embeddings under build/cache. seed: k-means seed of the ANN index.
@@ -68,6 +69,7 @@ class DedupConfig:
     lexical_threshold: float = 0.75
     search: str = "auto"
     ann_min_rows: int = 50_000
+    ann_min_rows_gpu: int = 4_000_000
     ann_cell_rows: int = 256
     ann_nprobe: int = 16
     block_rows: int = 0
@@ -89,8 +91,16 @@ class DedupConfig:
 # Pair search on one matrix of normalized vectors
 
 
-def _auto_block_rows(n: int, on_gpu: bool) -> int:
-    budget = (1 << 29) if on_gpu else (1 << 25)  # similarity elements per block
+def _auto_block_rows(n: int, device: str) -> int:
+    """Rows per block so one block's similarities (and their mask) fit in memory: a sixth of
+    the free GPU memory, or 32M elements (128 MB) on CPU."""
+    if device.startswith("cuda"):
+        import torch
+
+        free, _ = torch.cuda.mem_get_info(torch.device(device))
+        budget = free // 6 // 3  # float16 similarities + bool mask, with headroom
+    else:
+        budget = 1 << 25
     return int(max(256, min(16_384, budget // max(n, 1))))
 
 
@@ -107,11 +117,11 @@ def exact_pairs(
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, np.zeros(0, dtype=np.float32)
     on_gpu = device.startswith("cuda")
-    block = block_rows or _auto_block_rows(n, on_gpu)
+    block = block_rows or _auto_block_rows(n, device)
     full = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32)).to(device)
     matrix = full.half() if on_gpu else full
     margin = 4e-3 if on_gpu else 0.0
-    found_i, found_j = [], []
+    found_i, found_j, found_s = [], [], []
     with torch.inference_mode():
         for start in range(0, n, block):
             stop = min(start + block, n)
@@ -120,14 +130,21 @@ def exact_pairs(
             # Within the diagonal block keep only j > i.
             hit[:, : stop - start] &= torch.ones(stop - start, stop - start, dtype=torch.bool, device=device).triu(1)
             rows, cols = hit.nonzero(as_tuple=True)
-            found_i.append(rows + start)
-            found_j.append(cols + start)
-        i = torch.cat(found_i)
-        j = torch.cat(found_j)
-        sim = (full[i] * full[j]).sum(dim=1) if len(i) else torch.zeros(0, device=device)
-        keep = sim >= threshold
-        i, j, sim = i[keep].cpu().numpy(), j[keep].cpu().numpy(), sim[keep].float().cpu().numpy()
-    return i.astype(np.int64), j.astype(np.int64), sim.astype(np.float32)
+            i, j = rows + start, cols + start
+            if on_gpu:  # re-score the float16 candidates in float32, in slices to bound memory
+                step = 1 << 20
+                parts = [(full[i[k : k + step]] * full[j[k : k + step]]).sum(dim=1) for k in range(0, len(i), step)]
+                sim = torch.cat(parts) if parts else full.new_zeros(0)
+            else:
+                sim = sims[rows, cols]
+            keep = sim >= threshold
+            found_i.append(i[keep].cpu())
+            found_j.append(j[keep].cpu())
+            found_s.append(sim[keep].float().cpu())
+            del sims, hit
+    i = torch.cat(found_i).numpy().astype(np.int64)
+    j = torch.cat(found_j).numpy().astype(np.int64)
+    return i, j, torch.cat(found_s).numpy().astype(np.float32)
 
 
 def faiss_available() -> bool:
@@ -292,7 +309,7 @@ class SpaceSet:
                 i, j, s = sparse_pairs(vectors, threshold)
                 method = "sparse-exact"
             else:
-                method = choose_search(len(positions), config)
+                method = choose_search(len(positions), config, device)
                 if method == "ann":
                     i, j, s = ann_pairs(vectors, threshold, config.ann_cell_rows, config.ann_nprobe, config.seed)
                 else:
@@ -315,11 +332,13 @@ class SpaceSet:
         return pairs.select(order)
 
 
-def choose_search(n: int, config: DedupConfig) -> str:
-    """`exact` or `ann` for `n` vectors under `config.search` (ANN needs faiss)."""
+def choose_search(n: int, config: DedupConfig, device: str = "cpu") -> str:
+    """`exact` or `ann` for `n` vectors under `config.search` (ANN needs faiss). On a GPU the
+    exact search stays faster than the CPU index up to `ann_min_rows_gpu` (see `bench-dedup`)."""
     wanted = config.search
     if wanted == "auto":
-        wanted = "ann" if n >= config.ann_min_rows else "exact"
+        crossover = config.ann_min_rows_gpu if device.startswith("cuda") else config.ann_min_rows
+        wanted = "ann" if n >= crossover else "exact"
     if wanted == "ann" and not faiss_available():
         log.warning("faiss is not installed: exact search instead of the ANN index")
         return "exact"

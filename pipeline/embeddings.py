@@ -13,6 +13,7 @@ text, so a re-run embeds only texts it has not seen with that model.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import os
 import queue
@@ -166,6 +167,8 @@ class TextEmbedder:
             model = model.half()
         elif self.dtype == "bfloat16":
             model = model.to(torch.bfloat16)
+        else:
+            model = model.float()
         model.eval()
         tokenizer = model.tokenizer
         if tokenizer is None or not getattr(tokenizer, "is_fast", False):
@@ -221,10 +224,11 @@ class TextEmbedder:
         self.stats["cached"] += len(texts) - len(missing)
         return cache.get(digests)
 
-    def _tokenize(self, texts: list[str]) -> list[list[int]]:
-        """Token ids of `texts`, tokenized in parallel threads (the Rust tokenizer frees the GIL)."""
+    def _tokenize(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Token ids of `texts` as one flat array plus per-text lengths, tokenized in parallel
+        threads (the Rust tokenizer frees the GIL while it works)."""
         if not texts:
-            return []
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
         parts = max(1, min(self.tokenizer_threads, len(texts) // 256))
         step = -(-len(texts) // parts)
         slices = [texts[i : i + step] for i in range(0, len(texts), step)]
@@ -233,7 +237,10 @@ class TextEmbedder:
         else:
             with ThreadPoolExecutor(len(slices)) as pool:
                 encoded = list(pool.map(self._backend.encode_batch_fast, slices))
-        return [e.ids for part in encoded for e in part]
+        ids = [e.ids for part in encoded for e in part]
+        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+        flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))
+        return flat, lengths
 
     def _batches(self, texts: list[str]) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
         """(positions, padded features) batches: chunks of texts in character-length order,
@@ -241,23 +248,24 @@ class TextEmbedder:
         order = np.argsort(np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts)), kind="stable")
         for start in range(0, len(order), self.chunk_size):
             chunk = order[start : start + self.chunk_size]
-            ids = self._tokenize([texts[i] for i in chunk])
-            lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+            flat, lengths = self._tokenize([texts[i] for i in chunk])
+            offsets = np.concatenate([[0], np.cumsum(lengths)])
             by_length = np.argsort(lengths, kind="stable")
             for b in range(0, len(by_length), self.batch_size):
                 members = by_length[b : b + self.batch_size]
-                width = int(lengths[members].max())
+                member_lengths = lengths[members]
+                width = int(member_lengths.max())
+                columns = np.arange(width)
+                if self._pad_left:
+                    mask = columns[None, :] >= (width - member_lengths)[:, None]
+                else:
+                    mask = columns[None, :] < member_lengths[:, None]
+                # Gather each member's tokens in order: its offset plus 0..length-1, row by row.
+                starts = np.repeat(offsets[members], member_lengths)
+                within = np.arange(int(member_lengths.sum())) - np.repeat(np.cumsum(member_lengths) - member_lengths, member_lengths)
                 input_ids = np.full((len(members), width), self._pad_id, dtype=np.int64)
-                mask = np.zeros((len(members), width), dtype=np.int64)
-                for row, m in enumerate(members):
-                    n = lengths[m]
-                    if self._pad_left:
-                        input_ids[row, width - n :] = ids[m]
-                        mask[row, width - n :] = 1
-                    else:
-                        input_ids[row, :n] = ids[m]
-                        mask[row, :n] = 1
-                features = {"input_ids": input_ids, "attention_mask": mask}
+                input_ids[mask] = flat[starts + within]
+                features = {"input_ids": input_ids, "attention_mask": mask.astype(np.int64)}
                 if self._wants_token_types:
                     features["token_type_ids"] = np.zeros_like(input_ids)
                 yield chunk[members], features
@@ -272,7 +280,6 @@ class TextEmbedder:
         from tqdm.auto import tqdm
 
         out: np.ndarray | None = None
-        on_gpu = self.device.startswith("cuda")
         # Batches are made in a background thread so tokenizing overlaps the model's forward.
         ready: queue.Queue = queue.Queue(maxsize=8)
         failure: list[BaseException] = []
@@ -281,8 +288,6 @@ class TextEmbedder:
             try:
                 for positions, features in self._batches(texts):
                     tensors = {k: torch.from_numpy(v) for k, v in features.items()}
-                    if on_gpu:
-                        tensors = {k: v.pin_memory() for k, v in tensors.items()}
                     ready.put((positions, tensors))
             except BaseException as exc:  # re-raised in the consuming thread
                 failure.append(exc)

@@ -68,6 +68,7 @@ class TrainConfig:
     warmup_ratio: float = 0.1  # share of the optimizer steps spent warming up linearly from 0
     dropout: float | None = None  # replaces every dropout probability of the model when set
     freeze_embeddings: bool = False  # keep the word-embedding matrix fixed (faster on CPU, less overfitting)
+    freeze_layers: int = 0  # keep the embeddings and this many bottom encoder layers fixed
     focal_loss: bool = True  # focal binary cross-entropy instead of plain BCE
     focal_gamma: float = 2.0  # focusing parameter; 0 is plain BCE
     class_weighting: bool = True  # weight each output's positive term by its class imbalance
@@ -271,6 +272,16 @@ def _build_model(config: TrainConfig):
                 setattr(model.config, key, config.dropout)
     if config.freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
+    if config.freeze_layers:
+        layers = getattr(getattr(model.base_model, "encoder", None), "layer", None)
+        if layers is None or config.freeze_layers > len(layers):
+            raise ValueError(
+                f"train.freeze_layers={config.freeze_layers}: {config.backbone} has "
+                f"{'no encoder.layer list' if layers is None else f'{len(layers)} layers'}"
+            )
+        model.base_model.embeddings.requires_grad_(False)
+        for layer in layers[: config.freeze_layers]:
+            layer.requires_grad_(False)
     if config.lora:
         from peft import LoraConfig, TaskType, get_peft_model
 
