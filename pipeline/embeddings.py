@@ -1,7 +1,7 @@
 """Normalized sentence embeddings with a sentence-transformers model, fast and cached on disk.
 
-`TextEmbedder.encode` tokenizes with the model's Rust tokenizer in parallel threads, sorts by
-token length (little padding), runs the model's own modules (transformer, pooling, normalize)
+`TextEmbedder.encode` tokenizes with the model's Rust tokenizer (in worker processes for large
+inputs), sorts by token length (little padding), runs the model's own modules (transformer, pooling, normalize)
 batch by batch and returns L2-normalized float32 vectors in input order. Tokenizing the next
 chunk overlaps the model's work on the current one: for short commands on a GPU, tokenizing and
 padding, not the model, is where plain `SentenceTransformer.encode` spends its time.
@@ -19,7 +19,6 @@ import os
 import queue
 import re
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -35,6 +34,31 @@ DIGEST_BYTES = 16
 def text_digest(text: str) -> bytes:
     """The cache key of one text (BLAKE2b, 16 bytes, of its UTF-8 bytes)."""
     return hashlib.blake2b(text.encode("utf-8"), digest_size=DIGEST_BYTES).digest()
+
+
+# Tokenizer of a worker process (`tokenizer_processes`): built once by `_init_worker`.
+_WORKER_TOKENIZER = None
+
+
+def _init_worker(tokenizer_json: str, max_length: int) -> None:
+    global _WORKER_TOKENIZER
+    from tokenizers import Tokenizer
+
+    _WORKER_TOKENIZER = Tokenizer.from_str(tokenizer_json)
+    _WORKER_TOKENIZER.no_padding()
+    _WORKER_TOKENIZER.enable_truncation(max_length=max_length)
+
+
+def _token_arrays(encodings) -> tuple[np.ndarray, np.ndarray]:
+    """(flat ids, lengths) of a list of `tokenizers.Encoding`."""
+    ids = [e.ids for e in encodings]
+    lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+    flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))
+    return flat, lengths
+
+
+def _tokenize_in_worker(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    return _token_arrays(_WORKER_TOKENIZER.encode_batch_fast(texts))
 
 
 def auto_device() -> str:
@@ -127,7 +151,9 @@ class TextEmbedder:
 
     `device="auto"` picks the GPU when present; `batch_size=0` picks 1024 on a GPU, 64 on CPU;
     `dtype="auto"` is float16 on a GPU, float32 on CPU. `cache_dir` (optional) enables the disk
-    cache; `stats` counts texts embedded and texts served from the cache.
+    cache; `stats` counts texts embedded and texts served from the cache. From
+    `process_min_texts` texts on, tokenizing runs in `tokenizer_processes` worker processes (the
+    Rust tokenizer holds the GIL, so threads do not help); `close()` ends them.
     """
 
     def __init__(
@@ -137,16 +163,19 @@ class TextEmbedder:
         batch_size: int = 0,
         cache_dir: str | Path | None = None,
         dtype: str = "auto",
-        tokenizer_threads: int = 0,
-        chunk_size: int = 32768,
+        tokenizer_processes: int = 0,
+        process_min_texts: int = 50_000,
+        chunk_size: int = 16384,
     ):
         self.model_name = model_name_or_path
         self.device = auto_device() if device == "auto" else device
         on_gpu = self.device.startswith("cuda")
         self.batch_size = batch_size or (1024 if on_gpu else 64)
         self.dtype = ("float16" if on_gpu else "float32") if dtype == "auto" else dtype
-        self.tokenizer_threads = tokenizer_threads or max(1, min(16, os.cpu_count() or 1))
+        self.tokenizer_processes = tokenizer_processes or max(1, min(16, (os.cpu_count() or 1) - 1))
+        self.process_min_texts = process_min_texts
         self.chunk_size = chunk_size
+        self._pool = None
         self._cache_root = Path(cache_dir) if cache_dir is not None else None
         self._model = None
         self._backend = None
@@ -225,30 +254,41 @@ class TextEmbedder:
         return cache.get(digests)
 
     def _tokenize(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Token ids of `texts` as one flat array plus per-text lengths, tokenized in parallel
-        threads (the Rust tokenizer frees the GIL while it works)."""
-        if not texts:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-        parts = max(1, min(self.tokenizer_threads, len(texts) // 256))
-        step = -(-len(texts) // parts)
-        slices = [texts[i : i + step] for i in range(0, len(texts), step)]
-        if len(slices) == 1:
-            encoded = [self._backend.encode_batch_fast(slices[0])]
-        else:
-            with ThreadPoolExecutor(len(slices)) as pool:
-                encoded = list(pool.map(self._backend.encode_batch_fast, slices))
-        ids = [e.ids for part in encoded for e in part]
-        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
-        flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))
-        return flat, lengths
+        """Token ids of `texts` as one flat array plus per-text lengths, in this process."""
+        return _token_arrays(self._backend.encode_batch_fast(texts))
+
+    def _worker_pool(self):
+        if self._pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # spawn, not fork: the parent may hold CUDA and Rust thread pools.
+            self._pool = ProcessPoolExecutor(
+                self.tokenizer_processes,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker,
+                initargs=(self._backend.to_str(), self._max_len),
+            )
+        return self._pool
+
+    def close(self) -> None:
+        """End the tokenizer worker processes, if any were started."""
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
 
     def _batches(self, texts: list[str]) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
         """(positions, padded features) batches: chunks of texts in character-length order,
         then token-length order inside a chunk, padded to the batch's longest sequence."""
         order = np.argsort(np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts)), kind="stable")
-        for start in range(0, len(order), self.chunk_size):
-            chunk = order[start : start + self.chunk_size]
-            flat, lengths = self._tokenize([texts[i] for i in chunk])
+        chunks = [order[start : start + self.chunk_size] for start in range(0, len(order), self.chunk_size)]
+        if self.tokenizer_processes > 1 and len(texts) >= self.process_min_texts:
+            pool = self._worker_pool()
+            futures = [pool.submit(_tokenize_in_worker, [texts[i] for i in chunk]) for chunk in chunks]
+            tokenized = (future.result() for future in futures)
+        else:
+            tokenized = (self._tokenize([texts[i] for i in chunk]) for chunk in chunks)
+        for chunk, (flat, lengths) in zip(chunks, tokenized):
             offsets = np.concatenate([[0], np.cumsum(lengths)])
             by_length = np.argsort(lengths, kind="stable")
             for b in range(0, len(by_length), self.batch_size):

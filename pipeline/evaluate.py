@@ -1,15 +1,8 @@
 """`evaluate`: tune the decision thresholds on validation, score the model and both baselines on
 the test split once, and write `build/reports/eval.{md,json}` with figures.
 
-Threshold rule (the same for every model, validation split only):
-1. each binary output: the threshold in [0.02, 0.98] (step 0.01) maximizing the attribute's
-   macro-F1; ties go to the value nearest 0.5;
-2. risk: the pair (risk_at_least_medium, risk_high) maximizing 3-class risk macro-F1, same grid;
-3. block: the legal, ethical and within_boundaries thresholds are then shifted together by the
-   offset d in [-0.40, 0.50] nearest 0 at which validation block recall reaches the target
-   (0.97) with a false-block rate on `allow` commands of at most 5%; when no offset meets
-   both, the offset with the highest recall within the false-block limit (d = 0 if none).
-The model's tuned thresholds are written to `build/model/config.json` (`decision_thresholds`).
+Thresholds follow `THRESHOLD_RULE` (validation split only, the same rule for every model); the
+model's tuned thresholds are written to `build/model/config.json` (`decision_thresholds`).
 """
 
 from __future__ import annotations
@@ -41,6 +34,16 @@ log = logging.getLogger(__name__)
 
 MODEL_KEY = "lm-action"
 BASELINE_KINDS = ("tfidf", "embedding")
+THRESHOLD_RULE = """\
+1. Each binary output: the threshold in [{threshold_min}, {threshold_max}] (step {threshold_step}) \
+maximizing the attribute's macro-F1; ties go to the value nearest 0.5.
+2. Risk: the pair (risk_at_least_medium, risk_high) maximizing 3-class risk macro-F1 on the \
+same grid.
+3. Block: the legal, ethical and within_boundaries thresholds are then shifted together by the \
+offset d in [-0.40, 0.50] nearest 0 at which block recall reaches {block_recall_target} with a \
+false-block rate on `allow` commands of at most {max_false_block_rate}; when no offset meets \
+both, the offset with the highest recall within the false-block limit (d = 0 if none is \
+within it). Block tuning on: {tune_block}."""
 
 
 @dataclass
@@ -97,8 +100,8 @@ def _block_rates(
 
 
 def tune_thresholds(frame: pd.DataFrame, probs: np.ndarray, config: EvaluateConfig) -> ThresholdTuning:
-    """Per-output thresholds from a validation split and its (n, 7) probabilities (see the
-    module docstring for the rule)."""
+    """Per-output thresholds from a validation split and its (n, 7) probabilities, by
+    `THRESHOLD_RULE` (grid, targets and limits from `config`)."""
     probs = np.asarray(probs, dtype=np.float64)
     gold = gold_classes(frame)
     grid = _grid(config)
@@ -234,7 +237,7 @@ def evaluate(
     thresholds = Thresholds(models[MODEL_KEY]["thresholds"])
     return {
         "splits": {"validation": int(len(validation)), "test": int(len(test))},
-        "threshold_rule": __doc__.split("Threshold rule", 1)[1].split("The model's tuned", 1)[0].strip(" :\n"),
+        "threshold_rule": THRESHOLD_RULE.format(**to_dict(config)),
         "config": to_dict(config),
         "models": models,
         "goals": goals(models, config),

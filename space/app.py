@@ -545,13 +545,34 @@ def load_dataset_view(source: LoadedFrom) -> DatasetView:
         return DatasetView(
             {}, source, f"The dataset at `{source.ref}` could not be loaded ({exc})."
         )
-    splits = {name: split.to_pandas() for name, split in loaded.items()}
+    splits = {name: _frame_of(split) for name, split in loaded.items()}
     missing = sorted(
         {TEXT, *ATTRIBUTE_NAMES} - set.intersection(*(set(f.columns) for f in splits.values()))
     )
     if missing:
         return DatasetView({}, source, f"The dataset lacks the column(s) {', '.join(missing)}.")
+    for split, frame in splits.items():
+        for attribute in ATTRIBUTES_BY_NAME.values():
+            bad = sorted(set(frame[attribute.name].astype(str)) - set(attribute.values))
+            if bad:
+                return DatasetView(
+                    {},
+                    source,
+                    f"The dataset's {split} split has {attribute.name} values {bad} outside "
+                    f"{list(attribute.values)}.",
+                )
     return DatasetView(splits, source)
+
+
+def _frame_of(split) -> pd.DataFrame:
+    """A split as a frame with `ClassLabel` columns (the Hub dataset's labels) as their names."""
+    import datasets
+
+    frame = split.to_pandas()
+    for name, feature in split.features.items():
+        if isinstance(feature, datasets.ClassLabel):
+            frame[name] = [feature.int2str(int(i)) for i in frame[name]]
+    return frame
 
 
 def decision_examples(
@@ -642,45 +663,73 @@ def card_section(card_text: str, word: str) -> str | None:
     return None
 
 
+REPORTS = {"data": "Data report", "eval": "Evaluation report"}
+_MARKDOWN_IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
+
+
+@dataclass(frozen=True)
+class Report:
+    """One pipeline report: its Markdown (images removed; plots go to the gallery) or JSON."""
+
+    title: str
+    path: Path
+    markdown: str | None = None
+    data: dict | list | None = None
+
+
+def read_report(path: Path, title: str) -> Report | None:
+    """A report file (`.md` or `.json`); None when it cannot be read."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".md":
+            return Report(title, path, markdown=_MARKDOWN_IMAGE.sub("", text).strip())
+        return Report(title, path, data=json.loads(text))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        log.warning("cannot read report %s: %s", path, exc)
+        return None
+
+
+def _first_report(dirs: Sequence[Path], stem: str, title: str) -> Report | None:
+    """The first readable `<stem>.md`, else `<stem>.json`, folder by folder."""
+    for folder in dirs:
+        for suffix in (".md", ".json"):
+            path = folder / f"{stem}{suffix}"
+            if path.is_file() and (report := read_report(path, title)) is not None:
+                return report
+    return None
+
+
 @dataclass
 class AboutContent:
-    """What the About tab shows, read from the reports, the model card and the dataset."""
+    """What the About tab shows, read from the reports and the model card."""
 
-    data_report: dict | None
-    eval_report: dict | None
+    reports: list[Report]
     plots: list[tuple[str, str]]  # (path, caption)
     metrics: pd.DataFrame
     limitations: str
     notes: list[str]
 
 
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        log.warning("cannot read report %s: %s", path, exc)
-        return None
-
-
 def load_about(reports_dirs: Sequence[Path], model_dir: Path) -> AboutContent:
-    """Reports (`data.json`, `eval.json`, PNG plots) from the first folders that have them,
-    and metrics and limitations from the model card; absent pieces give a note."""
+    """The data and evaluation reports (`data.md` / `eval.md`, else their `.json`) and PNG plots
+    from the first folders that have them, and metrics and limitations from the model card;
+    each absent piece gives a note."""
     dirs = [Path(d) for d in reports_dirs if Path(d).is_dir()]
     notes: list[str] = []
-
-    def first(name: str) -> dict | None:
-        for d in dirs:
-            if (d / name).is_file():
-                return _read_json(d / name)
-        return None
-
-    data_report, eval_report = first("data.json"), first("eval.json")
+    reports: list[Report] = []
+    for stem, title in REPORTS.items():
+        found = _first_report(dirs, stem, title)
+        if found is None:
+            notes.append(f"No {title.lower()} (`{stem}.md` or `{stem}.json`) was found.")
+        else:
+            reports.append(found)
     plots: dict[str, tuple[str, str]] = {}
     for d in dirs:
         for png in sorted(d.glob("*.png")):
-            if png.name.startswith("screenshot"):
-                continue
-            plots.setdefault(png.name, (str(png), png.stem.replace("_", " ")))
+            if not png.name.startswith("screenshot"):
+                plots.setdefault(png.name, (str(png), png.stem.replace("_", " ")))
+    if not plots:
+        notes.append("No plots were found in the reports.")
     card = model_dir / "README.md"
     card_text = card.read_text(encoding="utf-8") if card.is_file() else ""
     metrics = card_metrics(card_text)
@@ -688,14 +737,8 @@ def load_about(reports_dirs: Sequence[Path], model_dir: Path) -> AboutContent:
         notes.append("The model folder has no model card (README.md).")
     elif metrics.empty:
         notes.append("The model card declares no metrics (`model-index`).")
-    if data_report is None:
-        notes.append("No data report (`data.json`) was found.")
-    if eval_report is None:
-        notes.append("No evaluation report (`eval.json`) was found.")
-    if not plots:
-        notes.append("No plots were found in the reports.")
     limitations = card_section(card_text, "limitation") or LIMITATIONS
-    return AboutContent(data_report, eval_report, list(plots.values()), metrics, limitations, notes)
+    return AboutContent(reports, list(plots.values()), metrics, limitations, notes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -950,26 +993,28 @@ def build_app(res: SpaceResources, space_ref: str | None = None) -> "gr.Blocks":
                 if not about.metrics.empty:
                     gr.Markdown("### Metrics from the model card")
                     gr.Dataframe(about.metrics, interactive=False, wrap=True)
-                if about.eval_report is not None:
-                    gr.JSON(about.eval_report, label="Evaluation report (eval.json)")
                 gr.Markdown("### Dataset statistics")
                 if res.dataset.splits:
                     gr.Dataframe(sizes, label="Rows per split and language", interactive=False)
                     gr.Dataframe(decisions, label="Expected decisions per split", interactive=False)
                 else:
                     gr.Markdown(f"_{res.dataset.note}_")
-                if about.data_report is not None:
-                    gr.JSON(about.data_report, label="Data report (data.json)")
                 if about.plots:
                     gr.Gallery(
                         about.plots,
                         label="Plots from the reports",
-                        columns=2,
-                        height=420,
+                        columns=3,
+                        height="auto",
                         object_fit="contain",
                         preview=False,
                         elem_id="report-plots",
                     )
+                for report in about.reports:
+                    with gr.Accordion(f"{report.title} ({report.path.name})", open=False):
+                        if report.markdown is not None:
+                            gr.Markdown(report.markdown)
+                        else:
+                            gr.JSON(report.data)
                 if about.notes:
                     gr.Markdown("\n".join(f"- _{n}_" for n in about.notes))
                 gr.Markdown("## Limitations\n" + about.limitations)

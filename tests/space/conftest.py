@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.schema import CORPUS_COLUMNS, read_corpus_file
+from pipeline.schema import ATTRIBUTES_BY_NAME, CORPUS_COLUMNS, read_corpus_file
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 COMMANDS_CSV = FIXTURES / "space_commands.csv"
@@ -47,20 +47,40 @@ def space_commands():
     return read_corpus_file(COMMANDS_CSV)[list(CORPUS_COLUMNS)]
 
 
-@pytest.fixture(scope="session")
-def space_dataset_dir(tmp_path_factory, space_commands) -> Path:
-    """A Hub-style dataset folder: `data/{train,test}.parquet` written with `datasets`."""
+def write_dataset(root: Path, splits: dict, class_labels: bool = True) -> Path:
+    """A Hub-style dataset folder, `data/<split>.parquet`, written with `datasets`; attribute
+    columns are `ClassLabel`s as in the staged dataset, or plain strings."""
     import datasets
 
-    root = tmp_path_factory.mktemp("space_dataset")
-    (root / "data").mkdir()
-    frame = space_commands.reset_index(drop=True)
-    splits = {"train": frame.iloc[:6], "test": frame}
-    for name, part in splits.items():
-        datasets.Dataset.from_pandas(part, preserve_index=False).to_parquet(
-            str(root / "data" / f"{name}.parquet")
+    (root / "data").mkdir(parents=True)
+    features = None
+    if class_labels:
+        features = datasets.Features(
+            {
+                c: datasets.ClassLabel(names=list(ATTRIBUTES_BY_NAME[c].values))
+                if c in ATTRIBUTES_BY_NAME
+                else datasets.Value("string")
+                for c in CORPUS_COLUMNS
+            }
         )
+    for name, part in splits.items():
+        dataset = datasets.Dataset.from_pandas(part, preserve_index=False, features=features)
+        dataset.to_parquet(str(root / "data" / f"{name}.parquet"))
     return root
+
+
+@pytest.fixture(scope="session")
+def dataset_writer():
+    """`write_dataset(root, splits, class_labels=True)`, for tests that need their own."""
+    return write_dataset
+
+
+@pytest.fixture(scope="session")
+def space_dataset_dir(tmp_path_factory, space_commands) -> Path:
+    """The staged dataset's shape: train and test splits of the fixture commands."""
+    frame = space_commands.reset_index(drop=True)
+    root = tmp_path_factory.mktemp("space_dataset")
+    return write_dataset(root, {"train": frame.iloc[:6], "test": frame})
 
 
 def _png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
@@ -83,13 +103,18 @@ def _png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
 
 @pytest.fixture(scope="session")
 def space_reports_dir(tmp_path_factory) -> Path:
-    """Reports as the pipeline writes them: data.json, eval.json and a plot."""
+    """Reports as the pipeline writes them: data.json, eval.json and eval.md, and a plot."""
     root = tmp_path_factory.mktemp("space_reports")
     (root / "data.json").write_text(
         json.dumps({"rows": {"train": 6, "test": 14}}), encoding="utf-8"
     )
     (root / "eval.json").write_text(
         json.dumps({"test": {"decision_macro_f1": 0.5}}), encoding="utf-8"
+    )
+    (root / "eval.md").write_text(
+        "# LM-Action evaluation\n\n| goal | reached |\n| --- | --- |\n"
+        "| decision macro-F1 | 0.5 |\n\n![training curve](train_curve.png)\n",
+        encoding="utf-8",
     )
     (root / "label_balance.png").write_bytes(_png(64, 32, (70, 110, 200)))
     return root

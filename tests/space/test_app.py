@@ -311,7 +311,17 @@ def test_dataset_statistics_count_splits_languages_and_decisions(space_resources
     }
 
 
-def test_missing_or_incomplete_dataset_gives_a_note(tmp_path):
+def test_dataset_with_string_labels_loads_like_class_labels(
+    tmp_path, dataset_writer, space_commands
+):
+    root = dataset_writer(tmp_path / "d", {"test": space_commands}, class_labels=False)
+    view = load_dataset_view(resolve_source(None, None, "dataset", root))
+    assert view.note == ""
+    assert view.splits["test"]["risk"].tolist() == space_commands["risk"].tolist()
+    assert {d for d, _ in decision_examples(view)} == set(DECISIONS)
+
+
+def test_missing_or_incomplete_dataset_gives_a_note(tmp_path, dataset_writer, space_commands):
     import datasets
 
     missing = load_dataset_view(resolve_source(None, None, "dataset", tmp_path / "nope"))
@@ -321,6 +331,10 @@ def test_missing_or_incomplete_dataset_gives_a_note(tmp_path):
     incomplete = load_dataset_view(resolve_source(None, None, "dataset", tmp_path / "d"))
     assert incomplete.splits == {} and "lacks the column(s)" in incomplete.note
     assert decision_examples(incomplete) == []
+    odd = space_commands.assign(risk="severe")
+    root = dataset_writer(tmp_path / "odd", {"test": odd}, class_labels=False)
+    view = load_dataset_view(resolve_source(None, None, "dataset", root))
+    assert view.splits == {} and "risk values ['severe'] outside" in view.note
 
 
 CARD = """---
@@ -357,14 +371,23 @@ def test_about_reads_reports_and_card_and_notes_what_is_missing(tmp_path, space_
     model = tmp_path / "model"
     model.mkdir()
     (model / "README.md").write_text(CARD, encoding="utf-8")
-    about = load_about([space_reports_dir, tmp_path / "absent"], model)
-    assert about.eval_report == {"test": {"decision_macro_f1": 0.5}}
-    assert about.data_report == {"rows": {"train": 6, "test": 14}}
+    about = load_about([tmp_path / "absent", space_reports_dir], model)
+    data, evaluation = about.reports
+    assert (data.title, data.path.name) == ("Data report", "data.json")
+    assert data.data == {"rows": {"train": 6, "test": 14}}
+    assert (evaluation.title, evaluation.path.name) == ("Evaluation report", "eval.md")
+    assert "| decision macro-F1 | 0.5 |" in evaluation.markdown
+    assert "![" not in evaluation.markdown  # plots go to the gallery
     assert [Path(p).name for p, _ in about.plots] == ["label_balance.png"]
     assert about.limitations == "Only English and Arabic."
     assert about.notes == []
-    bare = load_about([tmp_path / "absent"], tmp_path)
-    assert bare.eval_report is None and bare.plots == [] and len(bare.notes) == 4
+
+
+def test_about_without_reports_or_card_says_so(tmp_path):
+    (tmp_path / "screenshot-space-laptop-classify.png").write_bytes(b"png")
+    bare = load_about([tmp_path], tmp_path / "model")
+    assert bare.reports == [] and bare.plots == []
+    assert len(bare.notes) == 4 and any("evaluation report" in n for n in bare.notes)
     assert "never executes" in bare.limitations
 
 
