@@ -73,7 +73,7 @@ def synthetic_commands(texts: list[str], n: int, seed: int = 0, repeat_share: fl
     heads, tails = command_parts(texts)
     head_pick = rng.integers(0, len(heads), n)
     tail_pick = rng.integers(0, len(tails), n)
-    with_tail = rng.random(n) < 0.75
+    with_tail = rng.random(n) < 0.97
     with_third = rng.random(n) < 0.2
     third_pick = rng.integers(0, len(tails), n)
     opener = rng.integers(0, len(OPENERS), n)
@@ -100,17 +100,20 @@ def synthetic_commands(texts: list[str], n: int, seed: int = 0, repeat_share: fl
     return out
 
 
-def derived_vectors(base: np.ndarray, n: int, seed: int, noise: float = 0.5) -> np.ndarray:
-    """`n` unit vectors, each a random row of `base` plus Gaussian noise of norm about `noise`."""
+def derived_vectors(base: np.ndarray, n: int, seed: int, noise: float = 0.5, repeat_share: float = 0.1) -> np.ndarray:
+    """`n` unit vectors: each a random row of `base` plus Gaussian noise of norm about `noise`
+    (cosine about 0.9 to it, 0.8 to its siblings), and `repeat_share` of them near-copies
+    (cosine about 0.995) of an earlier vector, like generator repeats."""
     rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(base), n)
-    out = np.empty((n, base.shape[1]), dtype=np.float32)
-    step = 100_000
-    for start in range(0, n, step):
-        rows = base[picks[start : start + step]]
-        jitter = rng.standard_normal(rows.shape).astype(np.float32) * (noise / np.sqrt(base.shape[1]))
-        block = rows + jitter
-        out[start : start + step] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    d = base.shape[1]
+    out = base[rng.integers(0, len(base), n)].astype(np.float32)
+    out += rng.standard_normal(out.shape, dtype=np.float32) * (noise / np.sqrt(d))
+    out /= np.linalg.norm(out, axis=1, keepdims=True)
+    repeats = np.flatnonzero(rng.random(n) < repeat_share)
+    repeats = repeats[repeats > 0]
+    sources = (rng.random(len(repeats)) * repeats).astype(np.int64)
+    copies = out[sources] + rng.standard_normal((len(repeats), d), dtype=np.float32) * (0.1 / np.sqrt(d))
+    out[repeats] = copies / np.linalg.norm(copies, axis=1, keepdims=True)
     return out
 
 
@@ -120,6 +123,7 @@ class BenchConfig:
 
     sizes: list[int]
     device: str = "auto"
+    search_device: str = ""  # exact search device; "" = same as device
     model: str = DEFAULT_BACKBONE
     batch_size: int = 0
     threshold: float = 0.90
@@ -192,7 +196,8 @@ def run_bench(config: BenchConfig, seed_texts: list[str], out: Path | None = Non
     from pipeline.embeddings import TextEmbedder, auto_device
 
     device = auto_device() if config.device == "auto" else config.device
-    result = BenchResult(environment(device), {k: v for k, v in config.__dict__.items()})
+    result = BenchResult(environment(device), dict(config.__dict__))
+    result.environment["search_device"] = config.search_device or device
     largest = max(config.sizes)
     texts = synthetic_commands(seed_texts, largest, config.seed)
     embedder = TextEmbedder(config.model, device=device, batch_size=config.batch_size)
@@ -224,7 +229,8 @@ def run_bench(config: BenchConfig, seed_texts: list[str], out: Path | None = Non
                 run[method] = {"skipped": "faiss not installed"}
                 continue
             if method == "exact":
-                pairs, seconds = timed(exact_pairs, vectors, config.threshold, 0, device, device=device)
+                where = config.search_device or device
+                pairs, seconds = timed(exact_pairs, vectors, config.threshold, 0, where, device=where)
             else:
                 pairs, seconds = timed(ann_pairs, vectors, config.threshold, config.ann_cell_rows, config.ann_nprobe, config.seed)
             found[method] = pairs
@@ -233,7 +239,7 @@ def run_bench(config: BenchConfig, seed_texts: list[str], out: Path | None = Non
         if "exact" in found and "ann" in found:
             exact_set = set(zip(found["exact"][0].tolist(), found["exact"][1].tolist()))
             ann_set = set(zip(found["ann"][0].tolist(), found["ann"][1].tolist()))
-            run["ann_recall"] = round(len(exact_set & ann_set) / max(len(exact_set), 1), 5)
+            run["ann_recall"] = round(len(exact_set & ann_set) / len(exact_set), 5) if exact_set else None
         result.runs.append(run)
         log.info("n=%d: %s", n, json.dumps(run))
         if out is not None:
@@ -244,6 +250,7 @@ def run_bench(config: BenchConfig, seed_texts: list[str], out: Path | None = Non
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", default="10000,100000,1000000", help="comma-separated row counts")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
+    parser.add_argument("--search-device", default="", help="device of the exact search (default: --device)")
     parser.add_argument("--model", default=DEFAULT_BACKBONE)
     parser.add_argument("--batch-size", type=int, default=0, help="0 = auto (1024 GPU, 64 CPU)")
     parser.add_argument("--threshold", type=float, default=0.90)
@@ -264,6 +271,7 @@ def main(args: argparse.Namespace) -> int:
     config = BenchConfig(
         sizes=[int(s) for s in str(args.sizes).split(",") if s],
         device=args.device,
+        search_device=args.search_device,
         model=args.model,
         batch_size=args.batch_size,
         threshold=args.threshold,

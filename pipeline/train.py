@@ -60,7 +60,8 @@ class TrainConfig:
     batch_size: int = 32  # rows per device per forward pass
     eval_batch_size: int = 64  # rows per device when scoring the validation split
     gradient_accumulation_steps: int = 1  # forward passes per optimizer step
-    learning_rate: float = 5e-5  # peak learning rate
+    learning_rate: float = 5e-5  # peak learning rate of the encoder
+    head_learning_rate: float | None = None  # peak rate of the new pooler + classifier head; None = learning_rate
     weight_decay: float = 0.01  # AdamW weight decay
     optim: str = "adamw_torch"  # a `transformers` optimizer name (OptimizerNames)
     max_grad_norm: float = 1.0  # gradient clipping; 0 turns it off
@@ -298,6 +299,35 @@ def _build_model(config: TrainConfig):
     return model
 
 
+HEAD_MODULES = ("pooler", "classifier")
+
+
+def head_optimizer(model, args, head_learning_rate: float) -> tuple[type, dict]:
+    """`optimizer_cls_and_kwargs` for the Trainer: its configured optimizer with the pooler and
+    classifier (near-zero output at the start) at `head_learning_rate`, the encoder at the
+    base rate; no weight decay on biases and norms, as the Trainer does."""
+    import torch
+    from transformers import Trainer
+    from transformers.trainer_pt_utils import get_parameter_names
+
+    cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
+    decay = set(get_parameter_names(model, [torch.nn.LayerNorm], [r"bias", r"layernorm", r"norm"]))
+    groups: dict[tuple[bool, bool], list] = {}
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            head = any(part in HEAD_MODULES for part in name.split("."))
+            groups.setdefault((head, name in decay), []).append(param)
+    params = [
+        {
+            "params": group,
+            "lr": head_learning_rate if head else args.learning_rate,
+            "weight_decay": args.weight_decay if decays else 0.0,
+        }
+        for (head, decays), group in sorted(groups.items())
+    ]
+    return cls, {**kwargs, "params": params}
+
+
 def train(
     train_frame: pd.DataFrame,
     validation_frame: pd.DataFrame,
@@ -367,8 +397,9 @@ def train(
     callbacks = []
     if config.early_stopping:
         callbacks.append(EarlyStoppingCallback(config.early_stopping_patience, config.early_stopping_threshold))
+    model = _build_model(config)
     trainer = Trainer(
-        model=_build_model(config),
+        model=model,
         args=args,
         data_collator=DataCollatorWithPadding(tokenizer),
         train_dataset=train_dataset,
@@ -377,6 +408,9 @@ def train(
         compute_loss_func=loss,
         compute_metrics=validation_metrics,
         callbacks=callbacks,
+        optimizer_cls_and_kwargs=(
+            head_optimizer(model, args, config.head_learning_rate) if config.head_learning_rate else None
+        ),
     )
     log.info(
         "training on %d rows (%d augmented), validating on %d; device %s, precision %s",

@@ -806,6 +806,8 @@ CSS = """
 .lma-criterion h4 { margin: 0 0 4px 0; }
 .lma-footer { font-size: .85rem; opacity: .8; }
 .lma-loaded { font-size: .85rem; }
+.lma-report table { display: block; overflow-x: auto; }
+.lma-report th, .lma-report td { min-width: 5em; word-break: normal; overflow-wrap: normal; }
 """
 
 
@@ -1012,7 +1014,7 @@ def build_app(res: SpaceResources, space_ref: str | None = None) -> "gr.Blocks":
                 for report in about.reports:
                     with gr.Accordion(f"{report.title} ({report.path.name})", open=False):
                         if report.markdown is not None:
-                            gr.Markdown(report.markdown)
+                            gr.Markdown(report.markdown, elem_classes="lma-report")
                         else:
                             gr.JSON(report.data)
                 if about.notes:

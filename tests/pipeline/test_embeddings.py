@@ -68,3 +68,15 @@ def test_cache_keeps_keys_with_trailing_zero_bytes(tmp_path: Path) -> None:
     reopened = EmbeddingCache(tmp_path)
     assert all(d in reopened for d in digests)
     np.testing.assert_array_equal(reopened.get(digests[::-1]), vectors[::-1])
+
+
+@pytest.mark.slow
+def test_worker_process_tokenizing_gives_the_same_vectors(embedder: TextEmbedder, backbone_dir: Path) -> None:
+    texts = [f"{t} number {i}" for i in range(8) for t in TEXTS]
+    pooled = TextEmbedder(DEFAULT_BACKBONE, device="cpu", batch_size=8, tokenizer_processes=2, process_min_texts=10, chunk_size=12)
+    try:
+        vectors = pooled.encode(texts, progress=False)
+        assert pooled._pool is not None, "the worker processes must have been used"
+    finally:
+        pooled.close()
+    np.testing.assert_allclose(vectors, embedder.encode(texts, progress=False), atol=1e-5)

@@ -202,3 +202,19 @@ def _encode(model_dir, texts):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(model_dir)(texts, return_tensors="pt")
+
+
+@pytest.mark.slow
+def test_head_learning_rate_applies_to_the_pooler_and_classifier_only(splits, config, tiny_backbone, tmp_path):
+    from safetensors.torch import load_file
+
+    run = _sgd_step_config(config, learning_rate=1e-9, head_learning_rate=0.5)
+    train(splits["train"], splits["validation"], run, tmp_path)
+    trained = load_file(str(tmp_path / "model.safetensors"))
+    base = load_file(str(tiny_backbone / "model.safetensors"))
+    set_seed(config.seed)
+    initial_head = build_classifier(config.backbone).classifier.weight.detach()
+    query = "encoder.layer.1.attention.self.query.weight"
+    assert torch.allclose(trained[f"bert.{query}"], base[query], atol=1e-6)
+    assert not torch.allclose(trained["bert.pooler.dense.weight"], base["pooler.dense.weight"], atol=1e-4)
+    assert not torch.allclose(trained["classifier.weight"], initial_head, atol=1e-4)
