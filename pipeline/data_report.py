@@ -24,10 +24,10 @@ from pipeline.clean import label_combination
 from pipeline.config import BuildLayout, to_dict
 from pipeline.corpus_stats import length_bucket
 from pipeline.data_io import read_stage_output, write_json
-from pipeline.dedup import EMBEDDING, LEXICAL, DedupConfig, SimilarityPairs, SpaceSet, build_spaces, dedup
+from pipeline.dedup import EMBEDDING, LEXICAL, DedupConfig, SimilarityPairs, SpaceSet, build_spaces, merge_near_duplicates
 from pipeline.metrics import gold_classes, mean_macro_f1
 from pipeline.schema import ATTRIBUTES, DOMAIN, ID, LANG, MODEL_OUTPUTS, SOURCE, TEXT, targets_from_frame
-from pipeline.split import CLUSTER_ID, SPLIT, SPLITS, SplitConfig, SplitResult, assign_splits, cross_split_pairs, split
+from pipeline.split import CLUSTER_ID, SPLIT, SPLITS, SplitConfig, SplitResult, cross_split_pairs, split
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def what_if_table(
     reference = dedup_config.thresholds()
     rows: list[WhatIfRow] = []
     for threshold, lexical in tqdm(settings, desc="what-if", leave=False):
-        result = dedup(clean_frame, pairs, None, {EMBEDDING: threshold, LEXICAL: lexical})
+        result = merge_near_duplicates(clean_frame, pairs, None, {EMBEDDING: threshold, LEXICAL: lexical})
         kept = position.loc[result.frame[ID]].to_numpy()
         local = pairs.within(kept)
         done = split(result.frame, local.above(config.link_thresholds()), local.above(reference), config)

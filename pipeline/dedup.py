@@ -52,9 +52,11 @@ class DedupConfig:
     `cuda`, ... batch_size: 0 = auto (1024 on GPU, 64 on CPU). embedding_languages: languages
     compared with the model; other languages use character n-gram TF-IDF. threshold /
     lexical_threshold: cosine at or above which two same-language texts are near-duplicates, for
-    embeddings and for TF-IDF (0.75 TF-IDF is the median TF-IDF cosine of English pairs at 0.90
-    embedding cosine in the seed corpus). search: `auto`, `exact` or `ann`. ann_min_rows: `auto`
-    uses the ANN index from this many vectors on CPU (the measured crossover, see `bench-dedup`),
+    embeddings and for TF-IDF (on English seed pairs at embedding cosine >= 0.85 the TF-IDF
+    cosine has median 0.73, so 0.70 is the TF-IDF counterpart of 0.85). Chosen with the what-if
+    table of the data report. search: `auto`, `exact` or `ann`. ann_min_rows: `auto`
+    uses the ANN index from this many vectors on CPU (measured crossover with `bench-dedup`:
+    about 50k rows both on 16 cores and on 2 cores; exact search is quadratic past it),
     and from ann_min_rows_gpu when the exact search runs on a GPU.
     ann_cell_rows: average vectors per IVF cell. ann_nprobe: cells searched per query.
     block_rows: rows per block of the exact search (0 = auto from memory). cache: keep
@@ -65,8 +67,8 @@ class DedupConfig:
     device: str = "auto"
     batch_size: int = 0
     embedding_languages: list[str] = field(default_factory=lambda: ["en"])
-    threshold: float = 0.90
-    lexical_threshold: float = 0.75
+    threshold: float = 0.85
+    lexical_threshold: float = 0.70
     search: str = "auto"
     ann_min_rows: int = 50_000
     ann_min_rows_gpu: int = 4_000_000
@@ -409,9 +411,12 @@ def differing_attributes(frame: pd.DataFrame, a: np.ndarray, b: np.ndarray) -> l
     return [",".join(n for n, x, y in zip(ATTRIBUTE_NAMES, l, r) if x != y) for l, r in zip(left, right)]
 
 
-def dedup(frame: pd.DataFrame, pairs: SimilarityPairs, spaces: SpaceSet | None, thresholds: dict[str, float]) -> DedupResult:
+def merge_near_duplicates(
+    frame: pd.DataFrame, pairs: SimilarityPairs, spaces: SpaceSet | None, thresholds: dict[str, float]
+) -> DedupResult:
     """Merge same-label near-duplicates of `frame` given its same-language `pairs` (positions in
-    `frame`) and per-space `thresholds`; `spaces` gives member-to-representative similarities."""
+    `frame`) and per-space `thresholds` (`None`: merge nothing in that space); `spaces` gives
+    member-to-representative similarities (NaN without it)."""
     frame = frame.reset_index(drop=True)
     n = len(frame)
     above = pairs.above(thresholds)
@@ -493,6 +498,15 @@ def dedup(frame: pd.DataFrame, pairs: SimilarityPairs, spaces: SpaceSet | None, 
     return DedupResult(kept.reset_index(drop=True), removed, conflicts, dict(counts), n, pairs_above)
 
 
+def dedup(frame: pd.DataFrame, config: DedupConfig, embedder=None) -> DedupResult:
+    """Vectors, pairs and merge in one call: `frame` has the `clean` columns; `embedder` (a
+    `TextEmbedder`, e.g. with a cache) is made from `config` when not given."""
+    spaces = build_spaces(frame, config, embedder)
+    device = embedder.device if embedder is not None else "cpu"
+    pairs = spaces.search(config.thresholds(), config, device)
+    return merge_near_duplicates(frame, pairs, spaces, config.thresholds())
+
+
 # ---------------------------------------------------------------------------------------------
 # CLI
 
@@ -519,7 +533,7 @@ def main(args: argparse.Namespace) -> int:
     embedder = make_embedder(config, layout)
     spaces = build_spaces(frame, config, embedder)
     pairs = spaces.search(config.thresholds(), config, embedder.device)
-    result = dedup(frame, pairs, spaces, config.thresholds())
+    result = merge_near_duplicates(frame, pairs, spaces, config.thresholds())
     write_frame(layout.deduped, result.frame)
     write_frame(layout.reports / "dedup_removed.csv", result.removed)
     write_frame(layout.reports / "dedup_conflicts.csv", result.conflicts)

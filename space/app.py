@@ -489,7 +489,7 @@ def batch_frame(batch: BatchInput, results: Sequence[Classification]) -> pd.Data
                 p = probs.get(value)
                 row[f"p_{name}_{value}"] = round(p, 4) if p is not None else np.nan
         row["uncertain_outputs"] = "; ".join(r.uncertain_outputs)
-        row["notes"] = " ".join(r.notices)
+        row["notes"] = " ".join(r.notices) if r.decision else "empty: not classified"
         rows.append(row)
     out = pd.DataFrame(rows)
     extra = batch.extra.rename(columns=lambda c: f"input_{c}" if c in out.columns else c)

@@ -20,6 +20,7 @@ from pipeline.dedup import (
     ann_pairs,
     build_spaces,
     dedup,
+    merge_near_duplicates,
     exact_pairs,
     main,
     sparse_pairs,
@@ -43,7 +44,7 @@ def spaces(cleaned: pd.DataFrame):
 @pytest.fixture(scope="module")
 def result(cleaned: pd.DataFrame, spaces):
     pairs = spaces.search(CONFIG.thresholds(), CONFIG)
-    return dedup(cleaned, pairs, spaces, CONFIG.thresholds())
+    return merge_near_duplicates(cleaned, pairs, spaces, CONFIG.thresholds())
 
 
 def test_planted_near_duplicates_are_removed(result) -> None:
@@ -121,14 +122,14 @@ def _chain(n: int) -> SimilarityPairs:
 )
 def test_cluster_representative_follows_policy(rows, keeper: str) -> None:
     frame = _frame(rows)
-    out = dedup(frame, _chain(len(frame)), None, {EMBEDDING: 0.9, LEXICAL: 0.9})
+    out = merge_near_duplicates(frame, _chain(len(frame)), None, {EMBEDDING: 0.9, LEXICAL: 0.9})
     assert out.frame["id"].tolist() == [keeper]
     assert set(out.removed["duplicate_of"]) == {keeper}
 
 
 def test_chained_cluster_keeps_one_row_and_logs_the_linking_pair() -> None:
     frame = _frame([("g-1", "aaaa", "gen", False), ("g-2", "bb", "gen", False), ("g-3", "ccc", "gen", False)])
-    out = dedup(frame, _chain(3), None, {EMBEDDING: 0.9, LEXICAL: 0.9})
+    out = merge_near_duplicates(frame, _chain(3), None, {EMBEDDING: 0.9, LEXICAL: 0.9})
     assert out.frame["id"].tolist() == ["g-2"]
     assert out.cluster_sizes == {3: 1}
     log = out.removed.set_index("id")
@@ -182,3 +183,9 @@ def test_cli_writes_outputs_and_uses_the_cache(tmp_path: Path, cleaned: pd.DataF
     assert main(args) == 0
     summary = pd.read_json(layout.reports / "dedup.json", typ="series")
     assert summary["embedding"]["embedded"] == 0 and summary["embedding"]["cached"] > 0
+
+
+def test_dedup_entry_point_gives_the_same_result(cleaned: pd.DataFrame, result) -> None:
+    again = dedup(cleaned, CONFIG)
+    assert again.frame["id"].tolist() == result.frame["id"].tolist()
+    pd.testing.assert_frame_equal(again.removed, result.removed)

@@ -60,7 +60,7 @@ def test_classify_batch_returns_table_and_csv_with_every_output(client, tmp_path
     assert Path(csv_path).name == "commands-classified.csv"
     assert frame["id"].tolist() == ["1", "2", "3"]
     assert frame.loc[[0, 2], "decision"].isin(DECISIONS).all()
-    assert frame.loc[1, "decision"] == ""
+    assert (frame.loc[1, "decision"], frame.loc[1, "notes"]) == ("", "empty: not classified")
     for column in [
         *ATTRIBUTE_NAMES,
         "reasons",

@@ -367,6 +367,25 @@ def test_model_card_metrics_and_limitations_are_read():
     assert card_metrics("# no front matter").empty
 
 
+def test_metrics_of_a_card_written_by_huggingface_hub():
+    from huggingface_hub import EvalResult, ModelCardData
+
+    result = EvalResult(
+        task_type="text-classification",
+        dataset_type="org/lm-action-commands",
+        dataset_name="LM-Action commands",
+        dataset_split="test",
+        metric_type="f1",
+        metric_name="legal macro-F1",
+        metric_value=0.91,
+    )
+    data = ModelCardData(model_name="lm-action", eval_results=[result])
+    card = f"---\n{data.to_yaml()}\n---\n# LM-Action\n"
+    assert card_metrics(card).to_dict("records") == [
+        {"dataset": "LM-Action commands / test", "metric": "legal macro-F1", "value": 0.91}
+    ]
+
+
 def test_about_reads_reports_and_card_and_notes_what_is_missing(tmp_path, space_reports_dir):
     model = tmp_path / "model"
     model.mkdir()
