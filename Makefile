@@ -38,6 +38,7 @@ run: $(BUILD)/hub/model/config.json
 system-deps:
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	dpkg -s fonts-noto-core >/dev/null 2>&1 || missing="$$missing fonts-noto-core fonts-noto-color-emoji"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
@@ -51,7 +52,8 @@ test-fast: $(STAMP)
 	$(PY) -m pytest tests -m "not slow and not browser and not postgres"
 
 screenshots: $(STAMP) system-deps $(BUILD)/hub/model/config.json
-	$(PY) -m pytest tests/space/test_browser.py -m browser --screenshots-dir $(BUILD)/reports
+	$(PY) -m pytest tests/space/test_browser.py -m browser --screenshots-dir $(BUILD)/reports \
+	  --space-model-dir $(BUILD)/hub/model --space-dataset-dir $(BUILD)/hub/dataset --space-reports-dir $(BUILD)/reports
 
 clean-build:
 	rm -rf $(BUILD)
