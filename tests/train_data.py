@@ -17,6 +17,7 @@ TINY_TRAIN = {
     "augment_copies": 1,
     "augment_fraction": 0.5,
     "early_stopping": False,
+    "freeze_layers": 0,  # the tiny backbone has two layers; presets may freeze more
 }
 
 

@@ -193,7 +193,7 @@ def test_dataset_card_explains_split_and_dedup_with_the_numbers_of_data_json(dat
     assert "4410 groups, the largest 9 rows" in text
     assert "| 0.90 | 0.75 | 164 | 4836 | 3 | 0.7744 ± 0.0123 | 0 | 0.7944 | 41 |" in text
     assert "5164 rows in, 5000 out, 164 near-duplicates removed" in text
-    assert "cosine >= 0.9) for en text" in text
+    assert f"cosine >= {DedupConfig().threshold:g}) for en text" in text
 
 
 def test_dataset_card_shows_labeler_agreement_when_the_label_stage_ran(dataset_dir):
