@@ -302,9 +302,9 @@ def generation_messages(spec: Mapping[str, Any], guide: str) -> list[dict[str, s
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
-def prompt_version(guide: str) -> str:
-    """The prompt version plus a hash of the guide it embeds (the guide may change)."""
-    return f"{PROMPT_VERSION}+{hashlib.sha1(guide.encode('utf-8')).hexdigest()[:8]}"
+def prompt_version(guide: str, version: str = PROMPT_VERSION) -> str:
+    """A prompt version plus a hash of the guide it embeds (the guide may change)."""
+    return f"{version}+{hashlib.sha1(guide.encode('utf-8')).hexdigest()[:8]}"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
-import hashlib
 import json
 import logging
 import math
@@ -34,6 +33,7 @@ from pipeline.generate import (
     models_path,
     nothing_configured,
     parse_json_object,
+    prompt_version,
     quiet_http_logs,
     read_models,
     response_record,
@@ -88,10 +88,6 @@ def label_messages(commands: Sequence[Mapping[str, str]], guide: str) -> list[di
         f"Answer with JSON of this shape:\n{json.dumps(shape)}"
     )
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
-
-
-def label_prompt_version(guide: str) -> str:
-    return f"{LABEL_PROMPT_VERSION}+{hashlib.sha1(guide.encode('utf-8')).hexdigest()[:8]}"
 
 
 @dataclass
@@ -199,7 +195,7 @@ class LabelWorker:
         self.client = client
         self.config = config
         self.guide = guide
-        self.version = label_prompt_version(guide)
+        self.version = prompt_version(guide, LABEL_PROMPT_VERSION)
         self.stats = stats
 
     async def handle(self, claim: Claim) -> str | None:
