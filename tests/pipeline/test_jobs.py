@@ -27,16 +27,10 @@ from pipeline.jobs import (
     is_dead_local_worker,
     worker_id,
 )
+from tests.generate_fixtures import ALLOW
 from tests.postgres import postgres_server, postgres_url  # noqa: F401 (fixtures)
 
-LABELS = {
-    "feasible": "yes",
-    "legal": "yes",
-    "ethical": "yes",
-    "within_boundaries": "yes",
-    "reversible": "yes",
-    "risk": "low",
-}
+LABELS = ALLOW
 SPEC = {"n": 2, "lang": "en", "domain": "files", "labels": LABELS, "variant": 0}
 
 

@@ -26,6 +26,7 @@ from pipeline.llm import ProviderConfig
 from pipeline.schema import ATTRIBUTE_NAMES, load_corpus
 from tests.llm_server import ATTRIBUTE_FLIP, LLMServer
 from tests.generate_fixtures import (  # noqa: F401 (fixtures)
+    ALLOW,
     KEY_ENV,
     api_key,
     generate_args,
@@ -208,14 +209,7 @@ def test_parse_label_answers_rejects_with_reasons():
 
 
 def test_verdicts_follow_the_quorum_and_skip_the_generators_model():
-    labels = {
-        "feasible": "yes",
-        "legal": "yes",
-        "ethical": "yes",
-        "within_boundaries": "yes",
-        "reversible": "yes",
-        "risk": "low",
-    }
+    labels = dict(ALLOW)
     rows = [{"id": "r1", "source": "gen-a", **labels}, {"id": "r2", "source": "gen-a", **labels}]
     labelers = [
         ProviderConfig(model="x", name="x"),

@@ -22,18 +22,12 @@ from pipeline.llm import (
     resolve_endpoint,
     retry_after_seconds,
 )
+from tests.generate_fixtures import ALLOW
 from tests.llm_server import LLMServer
 
 KEY_ENV = "LM_ACTION_TEST_KEY"
 SECRET = "sk-test-do-not-log-4242"
-LABELS = {
-    "feasible": "yes",
-    "legal": "yes",
-    "ethical": "yes",
-    "within_boundaries": "yes",
-    "reversible": "yes",
-    "risk": "low",
-}
+LABELS = ALLOW
 REQUEST = {"n": 2, "lang": "en", "domain": "files", "labels": LABELS}
 MESSAGES = [{"role": "user", "content": f"Request: {json.dumps(REQUEST)}"}]
 
