@@ -1,6 +1,13 @@
 """`bench-infer`: single-command latency (p50/p95) and batch throughput of every inference
-backend in one run, with the ratio to plain PyTorch fp32, and each backend's macro-F1 on the
-test split. A benchmark, not a test: numbers depend on the machine and its load."""
+backend in one run, with the ratio to PyTorch fp32, and each backend's macro-F1, label flips and
+decision agreement against PyTorch fp32 on the test split. A benchmark, not a test: numbers
+depend on the machine and its load.
+
+Two PyTorch fp32 rows: `torch-fp32` goes through the project's `Predictor` (Rust tokenizer,
+batches sorted by token count) and is the baseline for every ratio; `transformers-loop` is the
+loop people write without it (tokenizer with `padding=True`, batches of 32 in input order), shown
+so the batching's own gain is visible.
+"""
 
 from __future__ import annotations
 
@@ -8,26 +15,72 @@ import argparse
 import json
 import logging
 import os
+import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol, Sequence
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import f1_score
 
 from pipeline.config import BuildLayout
-from pipeline.decision import labels_from_probabilities
+from pipeline.decision import Thresholds, decisions_from_probabilities, labels_from_probabilities
 from pipeline.inference import ONNX_DIR, ONNX_FP32, ONNX_INT8, Predictor, PredictorConfig
 from pipeline.schema import ATTRIBUTE_NAMES, TEXT
 
 log = logging.getLogger(__name__)
 
+BASELINE = "torch-fp32"
+PLAIN = "transformers-loop"
+PLAIN_BATCH_SIZE = 32
+
+
+class Model(Protocol):
+    thresholds: Thresholds
+    backend_detail: str
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+class TransformersLoop:
+    """The reference loop: `AutoTokenizer` + `AutoModelForSequenceClassification`, fixed-size
+    batches in input order, each padded to its longest member."""
+
+    def __init__(self, model_dir: Path, threads: int | None, batch_size: int = PLAIN_BATCH_SIZE):
+        import torch
+        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        self.model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+        self.thresholds = Thresholds.from_config(AutoConfig.from_pretrained(model_dir))
+        self.batch_size = batch_size
+        self.backend_detail = f"transformers torch cpu, batches of {batch_size} in input order"
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        import torch
+
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(texts), self.batch_size):
+                enc = self.tokenizer(
+                    list(texts[i : i + self.batch_size]),
+                    padding=True,
+                    truncation=True,
+                    max_length=128,
+                    return_tensors="pt",
+                )
+                out.append(torch.sigmoid(self.model(**enc).logits).numpy())
+        return np.vstack(out)
+
 
 @dataclass(frozen=True)
 class Backend:
     name: str
-    config: PredictorConfig
+    config: PredictorConfig | None  # None: the plain transformers loop
 
 
 @dataclass
@@ -40,113 +93,225 @@ class BackendResult:
     macro_f1: dict[str, float] = field(default_factory=dict)
     p50_speedup: float = 1.0
     throughput_ratio: float = 1.0
+    throughput_vs_plain: float = 1.0
+    label_flips: int = 0  # attribute labels that differ from torch-fp32's, over the test split
+    decision_agreement: float = 1.0  # share of test commands with torch-fp32's gate decision
+    max_abs_diff: float = 0.0  # largest probability difference from torch-fp32
+    p99_abs_diff: float = 0.0  # 99th percentile over commands of each command's largest difference
 
 
-def backends(model_dir: Path, threads: int, batch_size: int) -> list[Backend]:
-    """Plain torch fp32 first (the baseline), then torch int8 and every ONNX file present."""
+def backends(model_dir: Path, threads: int, batch_size: int, plain: bool = True) -> list[Backend]:
+    """torch fp32 first (the baseline), the plain loop, torch int8 and every ONNX file present."""
     common = dict(num_threads=threads, batch_size=batch_size, device="cpu")
-    out = [
-        Backend("torch-fp32", PredictorConfig(backend="torch", **common)),
-        Backend("torch-int8", PredictorConfig(backend="torch", torch_int8=True, **common)),
-    ]
+    out = [Backend(BASELINE, PredictorConfig(backend="torch", **common))]
+    if plain:
+        out.append(Backend(PLAIN, None))
+    out.append(Backend("torch-int8", PredictorConfig(backend="torch", torch_int8=True, **common)))
     for name, file in (("onnx-fp32", ONNX_FP32), ("onnx-int8", ONNX_INT8)):
         if (model_dir / ONNX_DIR / file).is_file():
             out.append(Backend(name, PredictorConfig(backend="onnx", onnx_file=file, **common)))
     return out
 
 
-def latency_ms(predictor: Predictor, texts: list[str], warmup: int = 20) -> np.ndarray:
+def latency_ms(model: Model, texts: list[str], warmup: int = 20) -> np.ndarray:
     """Wall time of one `predict_proba([text])` call per text, in milliseconds."""
     for text in texts[:warmup]:
-        predictor.predict_proba([text])
+        model.predict_proba([text])
     times = []
     for text in texts:
         start = time.perf_counter()
-        predictor.predict_proba([text])
+        model.predict_proba([text])
         times.append((time.perf_counter() - start) * 1000)
     return np.asarray(times)
 
 
-def throughput(predictor: Predictor, texts: list[str], repeats: int = 2) -> float:
-    """Commands per second over `texts` in batches (best of `repeats`)."""
-    predictor.predict_proba(texts[: predictor.config.batch_size * 2])
-    best = 0.0
+def throughput(model: Model, texts: list[str], repeats: int = 3) -> tuple[float, np.ndarray]:
+    """Commands per second over `texts` in one call (best of `repeats`), and its probabilities."""
+    model.predict_proba(texts[:64])
+    best, probs = 0.0, None
     for _ in range(repeats):
         start = time.perf_counter()
-        predictor.predict_proba(texts)
+        probs = model.predict_proba(texts)
         best = max(best, len(texts) / (time.perf_counter() - start))
-    return best
+    return best, probs
 
 
-def macro_f1(predictor: Predictor, frame: pd.DataFrame) -> dict[str, float]:
-    probs = predictor.predict_proba(frame[TEXT].tolist())
-    predicted = pd.DataFrame([labels_from_probabilities(p, predictor.thresholds) for p in probs])
+def macro_f1(probs: np.ndarray, thresholds: Thresholds, frame: pd.DataFrame) -> dict[str, float]:
+    predicted = pd.DataFrame([labels_from_probabilities(p, thresholds) for p in probs])
     return {
         name: float(f1_score(frame[name], predicted[name], average="macro", zero_division=0))
         for name in ATTRIBUTE_NAMES
     }
 
 
+def _labels(probs: np.ndarray, thresholds: Thresholds) -> np.ndarray:
+    return pd.DataFrame([labels_from_probabilities(p, thresholds) for p in probs])[list(ATTRIBUTE_NAMES)].to_numpy()
+
+
+def _load(model_dir: Path, backend: Backend, threads: int) -> Model:
+    if backend.config is None:
+        return TransformersLoop(model_dir, threads)
+    return Predictor(model_dir, backend.config)
+
+
+@dataclass
+class Measurement:
+    detail: str
+    thresholds: Thresholds
+    latencies_ms: np.ndarray
+    throughput_per_s: float
+    probs: np.ndarray
+
+
+def measure(model_dir: Path, backend: Backend, threads: int, texts: list[str], single: list[str], repeats: int) -> Measurement:
+    """Load one backend and time it; a top-level function so it can run in a fresh process."""
+    model = _load(model_dir, backend, threads)
+    latencies = latency_ms(model, single)
+    rate, probs = throughput(model, texts, repeats)
+    return Measurement(model.backend_detail, model.thresholds, latencies, rate, probs)
+
+
+def _measure_isolated(*args) -> Measurement:
+    """`measure` in a fresh interpreter, so no backend runs beside another's idle thread pools."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(measure, *args).result()
+
+
 def run_benchmark(
-    model_dir: Path, test: pd.DataFrame, threads: int, batch_size: int, latency_n: int
+    model_dir: Path,
+    test: pd.DataFrame,
+    threads: int,
+    batch_size: int,
+    latency_n: int,
+    plain: bool = True,
+    repeats: int = 3,
+    isolate: bool = True,
 ) -> list[BackendResult]:
+    from tqdm.auto import tqdm
+
     texts = test[TEXT].tolist()
     rng = np.random.default_rng(0)
     single = [texts[i] for i in rng.choice(len(texts), size=min(latency_n, len(texts)), replace=False)]
     results: list[BackendResult] = []
-    for backend in backends(model_dir, threads, batch_size):
-        predictor = Predictor(model_dir, backend.config)
-        lat = latency_ms(predictor, single)
+    base_probs: np.ndarray | None = None
+    base_labels = base_decisions = None
+    run = _measure_isolated if isolate else measure
+    for backend in tqdm(backends(model_dir, threads, batch_size, plain), desc="bench-infer", unit="backend"):
+        m = run(model_dir, backend, threads, texts, single, repeats)
+        labels = _labels(m.probs, m.thresholds)
+        decisions = np.asarray(decisions_from_probabilities(m.probs, m.thresholds))
+        if base_probs is None:
+            base_probs, base_labels, base_decisions = m.probs, labels, decisions
+        diff = np.abs(m.probs - base_probs).max(axis=1)
         result = BackendResult(
             name=backend.name,
-            detail=predictor.backend_detail,
-            p50_ms=float(np.percentile(lat, 50)),
-            p95_ms=float(np.percentile(lat, 95)),
-            throughput_per_s=throughput(predictor, texts),
-            macro_f1=macro_f1(predictor, test),
+            detail=m.detail,
+            p50_ms=float(np.percentile(m.latencies_ms, 50)),
+            p95_ms=float(np.percentile(m.latencies_ms, 95)),
+            throughput_per_s=m.throughput_per_s,
+            macro_f1=macro_f1(m.probs, m.thresholds, test),
+            label_flips=int((labels != base_labels).sum()),
+            decision_agreement=float((decisions == base_decisions).mean()),
+            max_abs_diff=float(diff.max()),
+            p99_abs_diff=float(np.percentile(diff, 99)),
         )
-        log.info("%s: p50 %.2f ms, p95 %.2f ms, %.0f commands/s", result.name, result.p50_ms, result.p95_ms, result.throughput_per_s)
+        log.info(
+            "%s: p50 %.2f ms, p95 %.2f ms, %.0f commands/s",
+            result.name, result.p50_ms, result.p95_ms, result.throughput_per_s,
+        )
         results.append(result)
     base = results[0]
+    plain_rate = next((r.throughput_per_s for r in results if r.name == PLAIN), None)
     for r in results:
         r.p50_speedup = base.p50_ms / r.p50_ms
         r.throughput_ratio = r.throughput_per_s / base.throughput_per_s
+        r.throughput_vs_plain = r.throughput_per_s / plain_rate if plain_rate else float("nan")
     return results
 
 
+def largest_f1_loss(results: list[BackendResult], name: str) -> float:
+    """Largest macro-F1 drop in points, over the attributes, of backend `name` against torch-fp32."""
+    base = results[0].macro_f1
+    other = next(r for r in results if r.name == name).macro_f1
+    return max(100 * (base[a] - other[a]) for a in ATTRIBUTE_NAMES)
+
+
 def format_markdown(results: list[BackendResult], meta: dict) -> str:
+    has_plain = any(r.name == PLAIN for r in results)
     lines = [
         "# Inference benchmark",
         "",
         f"Model `{meta['model_dir']}`, {meta['threads']} threads, batch size {meta['batch_size']}, "
         f"{meta['latency_n']} single-command calls, {meta['test_rows']} test commands; CPU: {meta['cpu']}.",
+        "Ratios are against `torch-fp32`: the same weights in PyTorch through the same batching.",
         "",
-        "| backend | p50 ms | p95 ms | speed-up (p50) | commands/s | throughput vs torch-fp32 |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| backend | p50 ms | p95 ms | speed-up (p50) | commands/s | throughput vs torch-fp32 |"
+        + (" vs transformers-loop |" if has_plain else ""),
+        "|---|---:|---:|---:|---:|---:|" + ("---:|" if has_plain else ""),
     ]
     for r in results:
         lines.append(
             f"| {r.name} | {r.p50_ms:.2f} | {r.p95_ms:.2f} | {r.p50_speedup:.2f}x | "
             f"{r.throughput_per_s:.0f} | {r.throughput_ratio:.2f}x |"
+            + (f" {r.throughput_vs_plain:.2f}x |" if has_plain else "")
         )
     lines += ["", "Macro-F1 on the test split:", "", "| backend | " + " | ".join(ATTRIBUTE_NAMES) + " |"]
     lines.append("|---|" + "---:|" * len(ATTRIBUTE_NAMES))
     for r in results:
         lines.append(f"| {r.name} | " + " | ".join(f"{r.macro_f1[a]:.4f}" for a in ATTRIBUTE_NAMES) + " |")
-    base = results[0].macro_f1
-    lines += ["", "Largest macro-F1 loss against torch-fp32 (points):", ""]
+    n = meta["test_rows"]
+    lines += [
+        "",
+        f"Against torch-fp32 on the same {n} test commands ({n * len(ATTRIBUTE_NAMES)} attribute labels):",
+        "",
+        "| backend | largest macro-F1 loss (points) | label flips | same decision | max abs. prob. diff | p99 |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for r in results[1:]:
-        loss = max(100 * (base[a] - r.macro_f1[a]) for a in ATTRIBUTE_NAMES)
-        lines.append(f"- {r.name}: {loss:.2f}")
+        lines.append(
+            f"| {r.name} | {largest_f1_loss(results, r.name):.2f} | {r.label_flips} | "
+            f"{100 * r.decision_agreement:.1f}% | {r.max_abs_diff:.3f} | {r.p99_abs_diff:.3f} |"
+        )
+    lines += ["", f"![latency and throughput]({meta.get('plot', 'bench_infer.png')})"]
     return "\n".join(lines) + "\n"
+
+
+def plot(results: list[BackendResult], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r.name for r in results]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    colors = ["#7f7f7f" if n in (BASELINE, PLAIN) else "#1f77b4" for n in names]
+    left.barh(names, [r.p50_ms for r in results], color=colors)
+    left.errorbar([r.p95_ms for r in results], names, fmt="|", color="black", label="p95")
+    left.set_xlabel("single command, p50 ms (bar) and p95 (mark)")
+    left.invert_yaxis()
+    right.barh(names, [r.throughput_per_s for r in results], color=colors)
+    right.set_xlabel("batch throughput, commands/s")
+    right.invert_yaxis()
+    right.set_yticklabels([])
+    fig.suptitle("LM-Action inference on CPU")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, help="model folder (default: build/hub/model, else build/model)")
     parser.add_argument("--test", type=Path, help="test split parquet (default: build/data/splits/test.parquet)")
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads for every backend")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=PredictorConfig.batch_size)
     parser.add_argument("--latency-n", type=int, default=300, help="single-command calls to time")
+    parser.add_argument("--no-plain", action="store_true", help="skip the plain transformers loop")
+    parser.add_argument(
+        "--same-process", action="store_true", help="measure every backend in this process (faster, less fair)"
+    )
     parser.add_argument("--out", type=Path, help="JSON output (default: build/reports/bench_infer.json)")
 
 
@@ -156,19 +321,32 @@ def main(args: argparse.Namespace) -> int:
     test_path = args.test or layout.splits / "test.parquet"
     if not test_path.is_file():
         raise SystemExit(f"error: {test_path} not found; run `python -m pipeline split` first")
+    if args.threads < 1 or args.batch_size < 1 or args.latency_n < 1:
+        raise SystemExit("error: --threads, --batch-size and --latency-n must be at least 1")
     test = pd.read_parquet(test_path)
-    results = run_benchmark(model_dir, test, args.threads, args.batch_size, args.latency_n)
+    results = run_benchmark(
+        model_dir,
+        test,
+        args.threads,
+        args.batch_size,
+        args.latency_n,
+        plain=not args.no_plain,
+        isolate=not args.same_process,
+    )
     meta = {
         "model_dir": str(model_dir),
         "threads": args.threads,
         "batch_size": args.batch_size,
         "latency_n": args.latency_n,
         "test_rows": len(test),
-        "cpu": f"{os.cpu_count()} logical cores",
+        "isolated": not args.same_process,
+        "cpu": f"{os.cpu_count()} logical cores, {platform.processor() or platform.machine()}",
     }
     out = args.out or layout.reports / "bench_infer.json"
+    meta["plot"] = out.with_suffix(".png").name
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"meta": meta, "results": [asdict(r) for r in results]}, indent=2))
+    plot(results, out.with_suffix(".png"))
     markdown = format_markdown(results, meta)
     out.with_suffix(".md").write_text(markdown)
     print(markdown)

@@ -104,3 +104,56 @@ def test_missing_or_foreign_models_are_rejected(tmp_path, untrained_model_dir):
         Predictor(model_dir)
     with pytest.raises(ModelLoadError, match="no ONNX files"):
         Predictor(untrained_model_dir, PredictorConfig(backend="onnx"))
+
+
+def test_fast_encoder_gives_the_tokenizers_ids(onnx_model_dir):
+    predictor = Predictor(onnx_model_dir, PredictorConfig(backend="onnx", max_length=16))
+    reference = predictor.tokenizer(TEXTS, truncation=True, max_length=16)
+    encoded = predictor._encode(TEXTS)
+    assert [ids for ids, _ in encoded] == reference["input_ids"]
+    assert [types for _, types in encoded] == reference["token_type_ids"]
+    assert max(len(ids) for ids, _ in encoded) == 16  # the long text is cut
+
+
+def test_batches_are_sorted_by_token_count_and_padded_per_batch(onnx_model_dir):
+    predictor = Predictor(onnx_model_dir, PredictorConfig(backend="onnx", onnx_file="model.onnx", batch_size=2))
+    widths = []
+    run = predictor._logits
+
+    def spy(arrays, session=None):
+        widths.append(arrays["input_ids"].shape[1])
+        assert (arrays["attention_mask"].sum(axis=1) <= widths[-1]).all()
+        return run(arrays, session)
+
+    predictor._logits = spy
+    predictor._streams = 1  # in order, so the widths are seen sorted
+    predictor.predict_proba(TEXTS)
+    lengths = sorted(len(ids) for ids, _ in predictor._encode(TEXTS))
+    assert widths == [lengths[1], lengths[3], lengths[5], lengths[6]]  # pairs, each padded to its longest
+
+
+def test_parallel_streams_give_the_same_probabilities(onnx_model_dir):
+    texts = TEXTS * 3
+    sequential = Predictor(onnx_model_dir, PredictorConfig(backend="onnx", onnx_file="model.onnx", batch_size=2, streams=1))
+    parallel = Predictor(onnx_model_dir, PredictorConfig(backend="onnx", onnx_file="model.onnx", batch_size=2, streams=2))
+    expected = sequential.predict_proba(texts)
+    np.testing.assert_allclose(parallel.predict_proba(texts), expected, atol=1e-5)
+    assert parallel._stream_session is not None  # the multi-batch call went through the streams
+    np.testing.assert_allclose(parallel.predict_proba(texts[:1]), expected[:1], atol=1e-5)
+
+
+def test_quantization_can_keep_named_nodes_in_fp32(onnx_model_dir, tmp_path):
+    import onnx
+
+    from pipeline.onnx_export import OnnxExportConfig, _quantize
+
+    fp32 = onnx_model_dir / "onnx" / "model.onnx"
+    names = [n.name for n in onnx.load(str(fp32), load_external_data=False).graph.node if n.op_type == "Attention"]
+    assert names, "the BERT optimizer fused the attention blocks"
+    out = tmp_path / "q.onnx"
+    _quantize(fp32, out, True, OnnxExportConfig().quantize_ops, (names[0],))
+    ops = {n.name: n.op_type for n in onnx.load(str(out), load_external_data=False).graph.node}
+    assert ops[names[0]] == "Attention"  # kept
+    assert "QAttention" in ops.values()  # the others quantized
+    with pytest.raises(ValueError, match="not nodes"):
+        _quantize(fp32, out, True, ("MatMul",), ("no-such-node",))

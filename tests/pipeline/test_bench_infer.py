@@ -1,0 +1,87 @@
+"""bench-infer on a small real sample: every backend measured, the ratios anchored on torch
+fp32, fp32 ONNX agreeing with it exactly, and the report written as JSON, Markdown and a plot."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from pipeline import bench_infer
+from pipeline.onnx_export import export_onnx
+
+
+@pytest.fixture(scope="module")
+def model_dir(untrained_model_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench_model") / "model"
+    shutil.copytree(untrained_model_dir, out)
+    export_onnx(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def test_frame(seed_sample):
+    return seed_sample.head(40).reset_index(drop=True)
+
+
+def test_every_backend_is_measured_against_torch_fp32(model_dir, test_frame):
+    results = bench_infer.run_benchmark(
+        model_dir, test_frame, threads=2, batch_size=8, latency_n=5, repeats=1, isolate=False
+    )
+    names = [r.name for r in results]
+    assert names == ["torch-fp32", "transformers-loop", "torch-int8", "onnx-fp32", "onnx-int8"]
+    by_name = {r.name: r for r in results}
+    assert by_name["torch-fp32"].throughput_ratio == 1.0 and by_name["torch-fp32"].p50_speedup == 1.0
+    for r in results:
+        assert r.p50_ms > 0 and r.p95_ms >= r.p50_ms and r.throughput_per_s > 0
+        assert set(r.macro_f1) == {"feasible", "legal", "ethical", "within_boundaries", "reversible", "risk"}
+        assert np.isclose(r.throughput_vs_plain * by_name["transformers-loop"].throughput_per_s, r.throughput_per_s)
+    # Same weights, same math: the plain loop and fp32 ONNX make the same calls as torch fp32.
+    for name in ("transformers-loop", "onnx-fp32"):
+        assert by_name[name].label_flips == 0 and by_name[name].decision_agreement == 1.0
+        assert by_name[name].max_abs_diff < 1e-4
+        assert bench_infer.largest_f1_loss(results, name) == pytest.approx(0.0, abs=1e-9)
+    assert by_name["onnx-int8"].max_abs_diff >= by_name["onnx-int8"].p99_abs_diff
+
+
+def test_a_backend_can_be_measured_in_a_fresh_process(model_dir, test_frame):
+    backend = next(b for b in bench_infer.backends(model_dir, 1, 8) if b.name == "onnx-int8")
+    texts = test_frame["text"].tolist()
+    m = bench_infer._measure_isolated(model_dir, backend, 1, texts, texts[:3], 1)
+    assert "model_quantized.onnx" in m.detail
+    assert m.probs.shape == (len(texts), 7) and len(m.latencies_ms) == 3
+
+
+def test_cli_writes_json_markdown_and_plot(model_dir, test_frame, tmp_path):
+    test_path = tmp_path / "test.parquet"
+    test_frame.to_parquet(test_path)
+    out = tmp_path / "reports" / "bench.json"
+    args = argparse.Namespace(
+        build_dir=tmp_path / "build",
+        model=model_dir,
+        test=test_path,
+        threads=1,
+        batch_size=16,
+        latency_n=3,
+        no_plain=True,
+        same_process=True,
+        out=out,
+    )
+    assert bench_infer.main(args) == 0
+    report = json.loads(out.read_text())
+    assert [r["name"] for r in report["results"]] == ["torch-fp32", "torch-int8", "onnx-fp32", "onnx-int8"]
+    markdown = out.with_suffix(".md").read_text()
+    assert "| onnx-int8 |" in markdown and "![latency and throughput](bench.png)" in markdown
+    assert out.with_suffix(".png").stat().st_size > 1000
+
+
+def test_missing_test_split_is_named(tmp_path, model_dir):
+    args = argparse.Namespace(
+        build_dir=tmp_path, model=model_dir, test=tmp_path / "nope.parquet", threads=1, batch_size=8,
+        latency_n=3, no_plain=True, same_process=True, out=None,
+    )
+    with pytest.raises(SystemExit, match="nope.parquet not found"):
+        bench_infer.main(args)
