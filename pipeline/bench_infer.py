@@ -28,6 +28,7 @@ from sklearn.metrics import f1_score
 from pipeline.config import BuildLayout
 from pipeline.decision import Thresholds, decisions_from_probabilities, labels_from_probabilities
 from pipeline.inference import ONNX_DIR, ONNX_FP32, ONNX_INT8, Predictor, PredictorConfig
+from pipeline.onnx_export import VARIANTS as VARIANT_NOTES
 from pipeline.schema import ATTRIBUTE_NAMES, TEXT
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 BASELINE = "torch-fp32"
 PLAIN = "transformers-loop"
 PLAIN_BATCH_SIZE = 32
+CALIBRATION_ROWS = 512  # validation commands for the static variant's activation ranges
 
 
 class Model(Protocol):
@@ -100,8 +102,11 @@ class BackendResult:
     p99_abs_diff: float = 0.0  # 99th percentile over commands of each command's largest difference
 
 
-def backends(model_dir: Path, threads: int, batch_size: int, plain: bool = True) -> list[Backend]:
-    """torch fp32 first (the baseline), the plain loop, torch int8 and every ONNX file present."""
+def backends(
+    model_dir: Path, threads: int, batch_size: int, plain: bool = True, variants: dict[str, Path] | None = None
+) -> list[Backend]:
+    """torch fp32 first (the baseline), the plain loop, torch int8, every ONNX file present and
+    the quantization `variants` (name -> ONNX file)."""
     common = dict(num_threads=threads, batch_size=batch_size, device="cpu")
     out = [Backend(BASELINE, PredictorConfig(backend="torch", **common))]
     if plain:
@@ -110,6 +115,8 @@ def backends(model_dir: Path, threads: int, batch_size: int, plain: bool = True)
     for name, file in (("onnx-fp32", ONNX_FP32), ("onnx-int8", ONNX_INT8)):
         if (model_dir / ONNX_DIR / file).is_file():
             out.append(Backend(name, PredictorConfig(backend="onnx", onnx_file=file, **common)))
+    for name, path in (variants or {}).items():
+        out.append(Backend(f"onnx-{name}", PredictorConfig(backend="onnx", onnx_file=str(Path(path).resolve()), **common)))
     return out
 
 
@@ -189,6 +196,7 @@ def run_benchmark(
     plain: bool = True,
     repeats: int = 3,
     isolate: bool = True,
+    variants: dict[str, Path] | None = None,
 ) -> list[BackendResult]:
     from tqdm.auto import tqdm
 
@@ -199,7 +207,7 @@ def run_benchmark(
     base_probs: np.ndarray | None = None
     base_labels = base_decisions = None
     run = _measure_isolated if isolate else measure
-    for backend in tqdm(backends(model_dir, threads, batch_size, plain), desc="bench-infer", unit="backend"):
+    for backend in tqdm(backends(model_dir, threads, batch_size, plain, variants), desc="bench-infer", unit="backend"):
         m = run(model_dir, backend, threads, texts, single, repeats)
         labels = _labels(m.probs, m.thresholds)
         decisions = np.asarray(decisions_from_probabilities(m.probs, m.thresholds))
@@ -247,6 +255,7 @@ def format_markdown(results: list[BackendResult], meta: dict) -> str:
         f"Model `{meta['model_dir']}`, {meta['threads']} threads, batch size {meta['batch_size']}, "
         f"{meta['latency_n']} single-command calls, {meta['test_rows']} test commands; CPU: {meta['cpu']}.",
         "Ratios are against `torch-fp32`: the same weights in PyTorch through the same batching.",
+        *[f"`onnx-{name}`: {note}." for name, note in (meta.get("variants") or {}).items()],
         "",
         "| backend | p50 ms | p95 ms | speed-up (p50) | commands/s | throughput vs torch-fp32 |"
         + (" vs transformers-loop |" if has_plain else ""),
@@ -312,6 +321,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--same-process", action="store_true", help="measure every backend in this process (faster, less fair)"
     )
+    parser.add_argument(
+        "--variants",
+        action="store_true",
+        help="also export and time the other int8 variants (dense-only, static, weight-only), "
+        "calibrated on the validation split, under build/cache/onnx-variants",
+    )
     parser.add_argument("--out", type=Path, help="JSON output (default: build/reports/bench_infer.json)")
 
 
@@ -324,6 +339,15 @@ def main(args: argparse.Namespace) -> int:
     if args.threads < 1 or args.batch_size < 1 or args.latency_n < 1:
         raise SystemExit("error: --threads, --batch-size and --latency-n must be at least 1")
     test = pd.read_parquet(test_path)
+    variants = None
+    if args.variants:
+        from pipeline.onnx_export import export_variants
+
+        validation_path = test_path.with_name("validation.parquet")
+        if not validation_path.is_file():
+            raise SystemExit(f"error: --variants calibrates on {validation_path}, which is missing")
+        calibration = pd.read_parquet(validation_path)[TEXT].tolist()[:CALIBRATION_ROWS]
+        variants = export_variants(model_dir, layout.cache / "onnx-variants", calibration)
     results = run_benchmark(
         model_dir,
         test,
@@ -332,6 +356,7 @@ def main(args: argparse.Namespace) -> int:
         args.latency_n,
         plain=not args.no_plain,
         isolate=not args.same_process,
+        variants=variants,
     )
     meta = {
         "model_dir": str(model_dir),
@@ -340,6 +365,7 @@ def main(args: argparse.Namespace) -> int:
         "latency_n": args.latency_n,
         "test_rows": len(test),
         "isolated": not args.same_process,
+        "variants": {name: VARIANT_NOTES[name] for name in variants or {}},
         "cpu": f"{os.cpu_count()} logical cores, {platform.processor() or platform.machine()}",
     }
     out = args.out or layout.reports / "bench_infer.json"

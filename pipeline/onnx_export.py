@@ -3,18 +3,17 @@
 layout Transformers.js and `optimum` read.
 
 Dynamic int8 quantization: weights int8 per output channel, activations quantized per batch at
-run time. Measured on the published model's validation split (see results/gpu-full/), it was the
-best of the int8 options ONNX Runtime runs fast on AVX2 CPUs:
+run time, in the dense layers and the fused attention blocks; the word embeddings stay fp32
+(quantizing them cost a macro-F1 point). `python -m pipeline bench-infer --variants` times the
+alternatives on the machine at hand; on the published model and 2 AVX2 cores
+(results/gpu-full/bench_infer.md) the default was the fastest, and of the others:
 
-- static per-tensor activation scales calibrated on validation moved 3x more probability mass
-  (the LayerNorm outputs carry one channel 14x larger than the rest);
-- SmoothQuant-style channel scaling did not help, because the per-channel weight scales absorb
-  the migrated outliers badly;
-- weight-only 8-bit blocks (`MatMulNBits`) were as accurate as fp32 but slower than fp32 here.
+- dense layers only (attention fp32): 1.6x slower per command, no more accurate;
+- static int8 with activation ranges calibrated on validation: three times the label flips, as
+  fixed per-tensor ranges must cover the rare outlier activations of every command;
+- 8-bit weight-only blocks (`MatMulNBits`): as accurate as fp32, but slower than fp32 on AVX2.
 
-Quantizing the fused attention blocks as well as the dense layers cut single-command latency by
-about a fifth at no measurable accuracy cost; the word embeddings stay fp32 (quantizing them
-cost a macro-F1 point). The parity check against the torch model on real texts guards it.
+The parity check against the torch model on real texts guards the export.
 """
 
 from __future__ import annotations
@@ -128,6 +127,85 @@ def _quantize(
         nodes_to_exclude=list(exclude),
         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
     )
+
+
+# Alternatives to the default int8 file, for `bench-infer --variants`: which one wins depends on
+# the CPU (AVX2, AVX-512 VNNI, AMX) and the ONNX Runtime version.
+VARIANTS: dict[str, str] = {
+    "int8-dense": "dynamic int8, dense layers only; attention blocks fp32",
+    "int8-static": "static int8, activation ranges calibrated on validation commands",
+    "int8-weight-only": "8-bit weights in blocks of 32 (MatMulNBits), activations per block at run time",
+}
+
+
+class _Calibration:
+    """Single unpadded commands, the way the gate sees them, for ONNX Runtime's calibrator."""
+
+    def __init__(self, model_dir: Path, texts: Sequence[str]):
+        from pipeline.inference import Predictor, PredictorConfig
+
+        predictor = Predictor(model_dir, PredictorConfig(backend="onnx", onnx_file=ONNX_FP32))
+        self._feeds = iter(
+            [
+                {k: v for k, v in predictor._batch_arrays([enc]).items() if k in predictor._onnx_inputs}
+                for enc in predictor._encode(list(texts))
+            ]
+        )
+
+    def get_next(self) -> dict | None:
+        return next(self._feeds, None)
+
+
+def export_variants(
+    model_dir: str | Path, out_dir: str | Path, calibration_texts: Sequence[str], names: Sequence[str] = tuple(VARIANTS)
+) -> dict[str, Path]:
+    """Write the quantization variants `names` of `onnx/model.onnx` into `out_dir`."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    fp32 = model_dir / ONNX_DIR / ONNX_FP32
+    if not fp32.is_file():
+        raise FileNotFoundError(f"{fp32}: export the model first (`python -m pipeline stage`)")
+    unknown = sorted(set(names) - set(VARIANTS))
+    if unknown:
+        raise ValueError(f"unknown variants {unknown}; choose from {sorted(VARIANTS)}")
+    if "int8-static" in names and not calibration_texts:
+        raise ValueError("int8-static needs calibration texts")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    for name in names:
+        path = out_dir / f"{name}.onnx"
+        if name == "int8-dense":
+            _quantize(fp32, path, per_channel=True, op_types=("MatMul",))
+        elif name == "int8-static":
+            with tempfile.TemporaryDirectory() as tmp:
+                # Symbolic shape inference types the fused operators' outputs for the calibrator.
+                typed = Path(tmp) / "typed.onnx"
+                quant_pre_process(str(fp32), str(typed), skip_optimization=True)
+                quantize_static(
+                    str(typed),
+                    str(path),
+                    _Calibration(model_dir, calibration_texts),
+                    quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=["MatMul"],
+                    per_channel=True,
+                    activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8,
+                    calibrate_method=CalibrationMethod.MinMax,
+                    extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+                )
+        else:
+            quantizer = MatMulNBitsQuantizer(
+                str(fp32), bits=8, block_size=32, is_symmetric=True, accuracy_level=4, op_types_to_quantize=("MatMul",)
+            )
+            quantizer.process()
+            quantizer.model.save_model_to_file(str(path), False)
+        written[name] = path
+        log.info("variant %s: %s (%.1f MB)", name, path, path.stat().st_size / 2**20)
+    return written
 
 
 def _max_diff(model_dir: Path, onnx_path: Path, texts: Sequence[str]) -> float:

@@ -69,6 +69,7 @@ def test_cli_writes_json_markdown_and_plot(model_dir, test_frame, tmp_path):
         no_plain=True,
         same_process=True,
         out=out,
+        variants=False,
     )
     assert bench_infer.main(args) == 0
     report = json.loads(out.read_text())
@@ -81,7 +82,36 @@ def test_cli_writes_json_markdown_and_plot(model_dir, test_frame, tmp_path):
 def test_missing_test_split_is_named(tmp_path, model_dir):
     args = argparse.Namespace(
         build_dir=tmp_path, model=model_dir, test=tmp_path / "nope.parquet", threads=1, batch_size=8,
-        latency_n=3, no_plain=True, same_process=True, out=None,
+        latency_n=3, no_plain=True, same_process=True, out=None, variants=False,
     )
     with pytest.raises(SystemExit, match="nope.parquet not found"):
         bench_infer.main(args)
+
+
+def test_variants_are_exported_calibrated_and_timed(model_dir, test_frame, tmp_path):
+    import onnx
+
+    splits = tmp_path / "splits"
+    splits.mkdir()
+    test_frame.to_parquet(splits / "test.parquet")
+    test_frame.iloc[::-1].to_parquet(splits / "validation.parquet")
+    out = tmp_path / "bench.json"
+    args = argparse.Namespace(
+        build_dir=tmp_path / "build", model=model_dir, test=splits / "test.parquet", threads=1, batch_size=16,
+        latency_n=3, no_plain=True, same_process=True, out=out, variants=True,
+    )
+    assert bench_infer.main(args) == 0
+    report = json.loads(out.read_text())
+    names = [r["name"] for r in report["results"]]
+    assert names[-3:] == ["onnx-int8-dense", "onnx-int8-static", "onnx-int8-weight-only"]
+    folder = tmp_path / "build" / "cache" / "onnx-variants"
+    ops = {
+        name: {n.op_type for n in onnx.load(str(folder / f"{name}.onnx"), load_external_data=False).graph.node}
+        for name in ("int8-dense", "int8-static", "int8-weight-only")
+    }
+    assert "Attention" in ops["int8-dense"] and "MatMulInteger" in ops["int8-dense"]
+    assert "QuantizeLinear" in ops["int8-static"]  # activation ranges fixed from calibration
+    assert "MatMulNBits" in ops["int8-weight-only"]
+    weight_only = next(r for r in report["results"] if r["name"] == "onnx-int8-weight-only")
+    assert weight_only["max_abs_diff"] < 0.05
+    assert "`onnx-int8-static`: static int8" in out.with_suffix(".md").read_text()
