@@ -100,6 +100,9 @@ class BackendResult:
     decision_agreement: float = 1.0  # share of test commands with torch-fp32's gate decision
     max_abs_diff: float = 0.0  # largest probability difference from torch-fp32
     p99_abs_diff: float = 0.0  # 99th percentile over commands of each command's largest difference
+    # the farthest from its threshold that a torch-fp32 probability was while this backend put it
+    # on the other side: decisions agree wherever every probability is farther than this
+    flip_margin: float = 0.0
 
 
 def backends(
@@ -214,6 +217,9 @@ def run_benchmark(
         if base_probs is None:
             base_probs, base_labels, base_decisions = m.probs, labels, decisions
         diff = np.abs(m.probs - base_probs).max(axis=1)
+        thresholds = m.thresholds.as_array()
+        crossed = (m.probs >= thresholds) != (base_probs >= thresholds)
+        margin = np.abs(base_probs - thresholds)[crossed]
         result = BackendResult(
             name=backend.name,
             detail=m.detail,
@@ -225,6 +231,7 @@ def run_benchmark(
             decision_agreement=float((decisions == base_decisions).mean()),
             max_abs_diff=float(diff.max()),
             p99_abs_diff=float(np.percentile(diff, 99)),
+            flip_margin=float(margin.max()) if margin.size else 0.0,
         )
         log.info(
             "%s: p50 %.2f ms, p95 %.2f ms, %.0f commands/s",
@@ -276,14 +283,21 @@ def format_markdown(results: list[BackendResult], meta: dict) -> str:
         "",
         f"Against torch-fp32 on the same {n} test commands ({n * len(ATTRIBUTE_NAMES)} attribute labels):",
         "",
-        "| backend | largest macro-F1 loss (points) | label flips | same decision | max abs. prob. diff | p99 |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| backend | largest macro-F1 loss (points) | label flips | same decision | max abs. prob. diff | p99 "
+        "| decisions agree beyond |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results[1:]:
         lines.append(
             f"| {r.name} | {largest_f1_loss(results, r.name):.2f} | {r.label_flips} | "
-            f"{100 * r.decision_agreement:.1f}% | {r.max_abs_diff:.3f} | {r.p99_abs_diff:.3f} |"
+            f"{100 * r.decision_agreement:.1f}% | {r.max_abs_diff:.3f} | {r.p99_abs_diff:.3f} | "
+            f"{r.flip_margin:.3f} |"
         )
+    lines += [
+        "",
+        "Decisions agree beyond: no probability farther than this from its threshold (on torch-fp32's "
+        "side) landed on the other side of it.",
+    ]
     lines += ["", f"![latency and throughput]({meta.get('plot', 'bench_infer.png')})"]
     return "\n".join(lines) + "\n"
 
