@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 BASELINE = "torch-fp32"
 PLAIN = "transformers-loop"
 PLAIN_BATCH_SIZE = 32
+VERIFY_MARGIN = 0.05  # the onnx-int8-verify row: fp32 re-score within this of a threshold
 CALIBRATION_ROWS = 512  # validation commands for the static variant's activation ranges
 
 
@@ -118,6 +119,9 @@ def backends(
     for name, file in (("onnx-fp32", ONNX_FP32), ("onnx-int8", ONNX_INT8)):
         if (model_dir / ONNX_DIR / file).is_file():
             out.append(Backend(name, PredictorConfig(backend="onnx", onnx_file=file, **common)))
+    if all((model_dir / ONNX_DIR / f).is_file() for f in (ONNX_FP32, ONNX_INT8)):
+        config = PredictorConfig(backend="onnx", onnx_file=ONNX_INT8, verify_margin=VERIFY_MARGIN, **common)
+        out.append(Backend("onnx-int8-verify", config))
     for name, path in (variants or {}).items():
         out.append(Backend(f"onnx-{name}", PredictorConfig(backend="onnx", onnx_file=str(Path(path).resolve()), **common)))
     return out
@@ -262,6 +266,8 @@ def format_markdown(results: list[BackendResult], meta: dict) -> str:
         f"Model `{meta['model_dir']}`, {meta['threads']} threads, batch size {meta['batch_size']}, "
         f"{meta['latency_n']} single-command calls, {meta['test_rows']} test commands; CPU: {meta['cpu']}.",
         "Ratios are against `torch-fp32`: the same weights in PyTorch through the same batching.",
+        f"`onnx-int8-verify`: int8, with commands that have an output within {VERIFY_MARGIN} of its "
+        "threshold re-scored in fp32.",
         *[f"`onnx-{name}`: {note}." for name, note in (meta.get("variants") or {}).items()],
         "",
         "| backend | p50 ms | p95 ms | speed-up (p50) | commands/s | throughput vs torch-fp32 |"

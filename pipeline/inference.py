@@ -49,6 +49,9 @@ class PredictorConfig:
     # the CPU count; 1 = run batches one after another on the multi-threaded session)
     streams: int = 0
     torch_int8: bool = False  # torch only: dynamic int8 quantization of Linear layers (CPU)
+    # onnx int8 only: re-score in fp32 (onnx/model.onnx) every command with an output probability
+    # within this distance of its threshold, where int8 rounding can flip a label. 0 = off.
+    verify_margin: float = 0.0
 
 
 def _check_labels(id2label: dict, where: str) -> None:
@@ -81,6 +84,7 @@ class Predictor:
         if backend == "auto":
             backend = "onnx" if onnx_path is not None and not _cuda_available() else "torch"
         self.backend = backend
+        self._verify_session = None
         if backend == "onnx":
             if onnx_path is None:
                 raise ModelLoadError(f"{self.model_dir}: no ONNX files under {ONNX_DIR}/")
@@ -123,11 +127,18 @@ class Predictor:
         self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self._onnx_inputs = {i.name for i in self._session.get_inputs()}
         self._onnx_path = path
+        fp32 = path.with_name(ONNX_FP32)
+        if self.config.verify_margin > 0 and path.name != ONNX_FP32:
+            if not fp32.is_file():
+                raise ModelLoadError(f"{fp32}: verify_margin needs the fp32 ONNX file beside {path.name}")
+            self._verify_session = ort.InferenceSession(str(fp32), options, providers=["CPUExecutionProvider"])
         self._streams = self.config.streams or self.config.num_threads or os.cpu_count() or 1
         self._stream_session = None  # made on the first multi-batch call
         self._stream_lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
-        self.backend_detail = f"onnxruntime {path.name}"
+        self.backend_detail = f"onnxruntime {path.name}" + (
+            f", fp32 re-score within {self.config.verify_margin:g} of a threshold" if self._verify_session else ""
+        )
 
     def _streams_ready(self) -> bool:
         """Build the single-threaded session and its workers once; False when streams are off."""
@@ -181,10 +192,18 @@ class Predictor:
     def predict_proba(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         """An (n, 7) array of output probabilities, in the order of `MODEL_OUTPUTS`."""
         texts = [str(t) for t in texts]
-        out = np.zeros((len(texts), len(MODEL_OUTPUTS)), dtype=np.float32)
         if not texts:
-            return out
+            return np.zeros((0, len(MODEL_OUTPUTS)), dtype=np.float32)
         encoded = self._encode(texts)
+        out = self._predict_encoded(encoded, progress=progress)
+        if self._verify_session is not None:
+            near = np.flatnonzero((np.abs(out - self.thresholds.as_array()) < self.config.verify_margin).any(axis=1))
+            if near.size:
+                out[near] = self._predict_encoded([encoded[i] for i in near], session=self._verify_session)
+        return out
+
+    def _predict_encoded(self, encoded: list, session=None, progress: bool = False) -> np.ndarray:
+        out = np.zeros((len(encoded), len(MODEL_OUTPUTS)), dtype=np.float32)
         order = np.argsort([len(ids) for ids, _ in encoded], kind="stable")
         batches = [order[i : i + self.config.batch_size] for i in range(0, len(order), self.config.batch_size)]
         bar = None
@@ -199,12 +218,12 @@ class Predictor:
             if bar is not None:
                 bar.update()
 
-        if self.backend == "onnx" and len(batches) > 1 and self._streams_ready():
+        if session is None and self.backend == "onnx" and len(batches) > 1 and self._streams_ready():
             for future in [self._pool.submit(run, idx, self._stream_session) for idx in batches]:
                 future.result()
         else:
             for idx in batches:
-                run(idx)
+                run(idx, session)
         if bar is not None:
             bar.close()
         return out

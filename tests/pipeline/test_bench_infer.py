@@ -32,7 +32,7 @@ def test_every_backend_is_measured_against_torch_fp32(model_dir, test_frame):
         model_dir, test_frame, threads=2, batch_size=8, latency_n=5, repeats=1, isolate=False
     )
     names = [r.name for r in results]
-    assert names == ["torch-fp32", "transformers-loop", "torch-int8", "onnx-fp32", "onnx-int8"]
+    assert names == ["torch-fp32", "transformers-loop", "torch-int8", "onnx-fp32", "onnx-int8", "onnx-int8-verify"]
     by_name = {r.name: r for r in results}
     assert by_name["torch-fp32"].throughput_ratio == 1.0 and by_name["torch-fp32"].p50_speedup == 1.0
     for r in results:
@@ -46,6 +46,7 @@ def test_every_backend_is_measured_against_torch_fp32(model_dir, test_frame):
         assert bench_infer.largest_f1_loss(results, name) == pytest.approx(0.0, abs=1e-9)
     int8 = by_name["onnx-int8"]
     assert int8.max_abs_diff >= int8.p99_abs_diff and int8.flip_margin <= int8.max_abs_diff
+    assert by_name["onnx-int8-verify"].label_flips <= int8.label_flips
 
 
 def test_a_backend_can_be_measured_in_a_fresh_process(model_dir, test_frame):
@@ -74,7 +75,9 @@ def test_cli_writes_json_markdown_and_plot(model_dir, test_frame, tmp_path):
     )
     assert bench_infer.main(args) == 0
     report = json.loads(out.read_text())
-    assert [r["name"] for r in report["results"]] == ["torch-fp32", "torch-int8", "onnx-fp32", "onnx-int8"]
+    assert [r["name"] for r in report["results"]] == [
+        "torch-fp32", "torch-int8", "onnx-fp32", "onnx-int8", "onnx-int8-verify"
+    ]
     markdown = out.with_suffix(".md").read_text()
     assert "| onnx-int8 |" in markdown and "![latency and throughput](bench.png)" in markdown
     assert out.with_suffix(".png").stat().st_size > 1000

@@ -157,3 +157,22 @@ def test_quantization_can_keep_named_nodes_in_fp32(onnx_model_dir, tmp_path):
     assert "QAttention" in ops.values()  # the others quantized
     with pytest.raises(ValueError, match="not nodes"):
         _quantize(fp32, out, True, ("MatMul",), ("no-such-node",))
+
+
+def test_int8_commands_near_a_threshold_are_rescored_in_fp32(onnx_model_dir, tmp_path):
+    fp32 = Predictor(onnx_model_dir, PredictorConfig(backend="onnx", onnx_file="model.onnx")).predict_proba(TEXTS)
+    int8 = Predictor(onnx_model_dir, PredictorConfig(backend="onnx")).predict_proba(TEXTS)
+    everything = Predictor(onnx_model_dir, PredictorConfig(backend="onnx", verify_margin=1.0))
+    assert "fp32 re-score" in everything.backend_detail
+    np.testing.assert_allclose(everything.predict_proba(TEXTS), fp32, atol=1e-6)  # every command is near
+    predictor = Predictor(onnx_model_dir, PredictorConfig(backend="onnx", verify_margin=0.02))
+    probs = predictor.predict_proba(TEXTS)
+    near = (np.abs(int8 - predictor.thresholds.as_array()) < 0.02).any(axis=1)
+    np.testing.assert_allclose(probs[near], fp32[near], atol=1e-6)
+    np.testing.assert_allclose(probs[~near], int8[~near], atol=1e-6)
+    # without the fp32 file there is nothing to re-score with
+    lone = tmp_path / "model"
+    shutil.copytree(onnx_model_dir, lone)
+    (lone / "onnx" / "model.onnx").unlink()
+    with pytest.raises(ModelLoadError, match="verify_margin needs"):
+        Predictor(lone, PredictorConfig(backend="onnx", verify_margin=0.05))
