@@ -124,11 +124,16 @@ class Predictor:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if self.config.num_threads:
             options.intra_op_num_threads = self.config.num_threads
+        verify = self.config.verify_margin > 0 and path.name != ONNX_FP32
+        if verify:
+            # Two sessions take turns on the same cores: threads that spin on after a run would
+            # slow the other session's run (p95 2-3x in bench-infer), so they stop at its end.
+            options.add_session_config_entry("session.force_spinning_stop", "1")
         self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self._onnx_inputs = {i.name for i in self._session.get_inputs()}
         self._onnx_path = path
         fp32 = path.with_name(ONNX_FP32)
-        if self.config.verify_margin > 0 and path.name != ONNX_FP32:
+        if verify:
             if not fp32.is_file():
                 raise ModelLoadError(f"{fp32}: verify_margin needs the fp32 ONNX file beside {path.name}")
             self._verify_session = ort.InferenceSession(str(fp32), options, providers=["CPUExecutionProvider"])
