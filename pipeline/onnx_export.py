@@ -8,7 +8,7 @@ run time, in the dense layers and the fused attention blocks; the word embedding
 alternatives on the machine at hand; on the published model and 2 AVX2 cores
 (results/gpu-full/bench_infer.md) the default was the fastest, and of the others:
 
-- dense layers only (attention fp32): 1.6x slower per command, no more accurate;
+- dense layers only (attention fp32): about 1.3x slower per command, no more accurate;
 - static int8 with activation ranges calibrated on validation: three times the label flips, as
   fixed per-tensor ranges must cover the rare outlier activations of every command;
 - 8-bit weight-only blocks (`MatMulNBits`): as accurate as fp32, but slower than fp32 on AVX2.
