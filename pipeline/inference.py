@@ -3,7 +3,7 @@
 Backends: `torch` (the safetensors weights) and `onnx` (ONNX Runtime, int8 by default on CPU
 when `onnx/model_quantized.onnx` exists). Texts are tokenized once with the Rust tokenizer,
 sorted by token count and padded per batch, so a batch of short commands never pays for one long
-command elsewhere in the input (an Arabic command can take five times the tokens of an English
+command elsewhere in the input (an Arabic command takes about three times the tokens of an English
 one of the same length in characters). On CPU, ONNX batches run on one single-threaded stream per
 core: for sequences this short that beats splitting each matrix product across cores.
 """
@@ -52,6 +52,14 @@ class PredictorConfig:
     # onnx int8 only: re-score in fp32 (onnx/model.onnx) every command with an output probability
     # within this distance of its threshold, where int8 rounding can flip a label. 0 = off.
     verify_margin: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.max_length < 2:
+            raise ValueError(f"batch_size must be at least 1 and max_length at least 2, got {self.batch_size}, {self.max_length}")
+        if self.streams < 0 or (self.num_threads is not None and self.num_threads < 1):
+            raise ValueError(f"streams must be at least 0 and num_threads at least 1, got {self.streams}, {self.num_threads}")
+        if not 0.0 <= self.verify_margin <= 1.0:
+            raise ValueError(f"verify_margin must be in [0, 1], got {self.verify_margin}")
 
 
 def _check_labels(id2label: dict, where: str) -> None:
@@ -188,7 +196,8 @@ class Predictor:
             return (session or self._session).run(None, feed)[0]
         import torch
 
-        inputs = {k: torch.from_numpy(v).to(self.device) for k, v in arrays.items()}
+        names = self.tokenizer.model_input_names  # e.g. no token_type_ids for DistilBERT
+        inputs = {k: torch.from_numpy(v).to(self.device) for k, v in arrays.items() if k in names}
         with torch.inference_mode():
             return self._torch_model(**inputs).logits.float().cpu().numpy()
 

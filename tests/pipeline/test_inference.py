@@ -176,3 +176,12 @@ def test_int8_commands_near_a_threshold_are_rescored_in_fp32(onnx_model_dir, tmp
     (lone / "onnx" / "model.onnx").unlink()
     with pytest.raises(ModelLoadError, match="verify_margin needs"):
         Predictor(lone, PredictorConfig(backend="onnx", verify_margin=0.05))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [dict(batch_size=0), dict(max_length=1), dict(streams=-1), dict(num_threads=0), dict(verify_margin=-0.1), dict(verify_margin=1.5)],
+)
+def test_bad_predictor_settings_are_named(bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        PredictorConfig(**bad)
