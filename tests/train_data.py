@@ -60,21 +60,28 @@ def write_preset(path: Path, tables: dict[str, dict]) -> Path:
     return path
 
 
-def make_tiny_backbone(directory: Path, tokenizer_source: Path) -> Path:
-    """A randomly initialized two-layer BERT (hidden size 32) with the bundled tokenizer: the
-    training mechanics run on it in milliseconds per step."""
-    from transformers import AutoTokenizer, BertConfig, BertModel, set_seed
+def tiny_bert_config(vocab_size: int, **extra):
+    """The tests' smallest BERT: two layers, hidden size 32; `extra` adds config fields."""
+    from transformers import BertConfig
 
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
-    set_seed(0)
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
+    return BertConfig(
+        vocab_size=vocab_size,
         hidden_size=32,
         num_hidden_layers=2,
         num_attention_heads=2,
         intermediate_size=64,
-        max_position_embeddings=64,
+        **extra,
     )
+
+
+def make_tiny_backbone(directory: Path, tokenizer_source: Path) -> Path:
+    """A randomly initialized two-layer BERT (hidden size 32) with the bundled tokenizer: the
+    training mechanics run on it in milliseconds per step."""
+    from transformers import AutoTokenizer, BertModel, set_seed
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
+    set_seed(0)
+    config = tiny_bert_config(tokenizer.vocab_size, max_position_embeddings=64)
     BertModel(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory

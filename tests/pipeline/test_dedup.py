@@ -26,6 +26,7 @@ from pipeline.dedup import (
     sparse_pairs,
 )
 from pipeline.schema import load_corpus
+from tests.generate_fixtures import ALLOW
 
 PLANTED = Path(__file__).resolve().parent.parent / "fixtures" / "data_planted.csv"
 CONFIG = DedupConfig(device="cpu", cache=False)
@@ -90,12 +91,7 @@ def _frame(rows: list[tuple[str, str, str, bool]]) -> pd.DataFrame:
             "labeler_agreed": [r[3] for r in rows],
             "lang": "en",
             "domain": "files",
-            "feasible": "yes",
-            "legal": "yes",
-            "ethical": "yes",
-            "within_boundaries": "yes",
-            "reversible": "yes",
-            "risk": "low",
+            **ALLOW,
             "contrast_of": "",
             "merged_ids": "",
         }

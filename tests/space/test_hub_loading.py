@@ -19,6 +19,7 @@ from pipeline.config import REPO_ROOT
 from pipeline.decision import DECISIONS
 from pipeline.schema import ID2LABEL, LABEL2ID
 from tests.hub_server import HubServer
+from tests.train_data import tiny_bert_config
 
 TOKEN = "hf_test_space_token_8d2e"
 MODEL_REPO, DATASET_REPO = "tester/lm-action-tiny", "tester/lm-action-commands"
@@ -26,15 +27,11 @@ MODEL_REPO, DATASET_REPO = "tester/lm-action-tiny", "tester/lm-action-commands"
 
 def tiny_model(backbone_dir: Path, out: Path) -> Path:
     """A two-layer seven-output BERT with the backbone's tokenizer: small enough to upload."""
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+    from transformers import AutoTokenizer, BertForSequenceClassification
 
     tokenizer = AutoTokenizer.from_pretrained(backbone_dir)
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
+    config = tiny_bert_config(
+        tokenizer.vocab_size,
         num_labels=len(ID2LABEL),
         id2label=dict(ID2LABEL),
         label2id=dict(LABEL2ID),
