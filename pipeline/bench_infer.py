@@ -23,13 +23,13 @@ from typing import Protocol, Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import f1_score
 
 from pipeline.config import BuildLayout
-from pipeline.decision import Thresholds, decisions_from_probabilities, labels_from_probabilities
+from pipeline.decision import Thresholds, decisions_from_probabilities
 from pipeline.inference import ONNX_DIR, ONNX_FP32, ONNX_INT8, Predictor, PredictorConfig
+from pipeline.metrics import gold_classes, macro_f1, predicted_classes
 from pipeline.onnx_export import VARIANTS as VARIANT_NOTES
-from pipeline.schema import ATTRIBUTE_NAMES, TEXT
+from pipeline.schema import ATTRIBUTE_NAMES, ATTRIBUTES_BY_NAME, TEXT
 
 log = logging.getLogger(__name__)
 
@@ -150,18 +150,6 @@ def throughput(model: Model, texts: list[str], repeats: int = 3) -> tuple[float,
     return best, probs
 
 
-def macro_f1(probs: np.ndarray, thresholds: Thresholds, frame: pd.DataFrame) -> dict[str, float]:
-    predicted = pd.DataFrame([labels_from_probabilities(p, thresholds) for p in probs])
-    return {
-        name: float(f1_score(frame[name], predicted[name], average="macro", zero_division=0))
-        for name in ATTRIBUTE_NAMES
-    }
-
-
-def _labels(probs: np.ndarray, thresholds: Thresholds) -> np.ndarray:
-    return pd.DataFrame([labels_from_probabilities(p, thresholds) for p in probs])[list(ATTRIBUTE_NAMES)].to_numpy()
-
-
 def _load(model_dir: Path, backend: Backend, threads: int) -> Model:
     if backend.config is None:
         return TransformersLoop(model_dir, threads)
@@ -210,18 +198,20 @@ def run_benchmark(
     texts = test[TEXT].tolist()
     rng = np.random.default_rng(0)
     single = [texts[i] for i in rng.choice(len(texts), size=min(latency_n, len(texts)), replace=False)]
+    gold = gold_classes(test)
     results: list[BackendResult] = []
     base_probs: np.ndarray | None = None
     base_labels = base_decisions = None
     run = _measure_isolated if isolate else measure
     for backend in tqdm(backends(model_dir, threads, batch_size, plain, variants), desc="bench-infer", unit="backend"):
         m = run(model_dir, backend, threads, texts, single, repeats)
-        labels = _labels(m.probs, m.thresholds)
+        thresholds = m.thresholds.as_array()
+        predicted = predicted_classes(m.probs, thresholds)
+        labels = np.column_stack([predicted[name] for name in ATTRIBUTE_NAMES])
         decisions = np.asarray(decisions_from_probabilities(m.probs, m.thresholds))
         if base_probs is None:
             base_probs, base_labels, base_decisions = m.probs, labels, decisions
         diff = np.abs(m.probs - base_probs).max(axis=1)
-        thresholds = m.thresholds.as_array()
         crossed = (m.probs >= thresholds) != (base_probs >= thresholds)
         margin = np.abs(base_probs - thresholds)[crossed]
         result = BackendResult(
@@ -230,7 +220,10 @@ def run_benchmark(
             p50_ms=float(np.percentile(m.latencies_ms, 50)),
             p95_ms=float(np.percentile(m.latencies_ms, 95)),
             throughput_per_s=m.throughput_per_s,
-            macro_f1=macro_f1(m.probs, m.thresholds, test),
+            macro_f1={
+                name: macro_f1(gold[name], predicted[name], len(ATTRIBUTES_BY_NAME[name].values))
+                for name in ATTRIBUTE_NAMES
+            },
             label_flips=int((labels != base_labels).sum()),
             decision_agreement=float((decisions == base_decisions).mean()),
             max_abs_diff=float(diff.max()),
