@@ -126,25 +126,17 @@ class Predictor:
         self.backend_detail = f"torch {self.device}" + (" int8" if self.config.torch_int8 else "")
 
     def _init_onnx(self, path: Path) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if self.config.num_threads:
-            options.intra_op_num_threads = self.config.num_threads
         verify = self.config.verify_margin > 0 and path.name != ONNX_FP32
-        if verify:
-            # Two sessions take turns on the same cores: threads that spin on after a run would
-            # slow the other session's run (p95 2-3x in bench-infer), so they stop at its end.
-            options.add_session_config_entry("session.force_spinning_stop", "1")
-        self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        # With verify, two sessions take turns on the same cores: threads that spin on after a
+        # run would slow the other session's run (p95 2-3x in bench-infer), so they stop at its end.
+        self._session = _ort_session(path, self.config.num_threads, stop_spinning=verify)
         self._onnx_inputs = {i.name for i in self._session.get_inputs()}
         self._onnx_path = path
-        fp32 = path.with_name(ONNX_FP32)
         if verify:
+            fp32 = path.with_name(ONNX_FP32)
             if not fp32.is_file():
                 raise ModelLoadError(f"{fp32}: verify_margin needs the fp32 ONNX file beside {path.name}")
-            self._verify_session = ort.InferenceSession(str(fp32), options, providers=["CPUExecutionProvider"])
+            self._verify_session = _ort_session(fp32, self.config.num_threads, stop_spinning=True)
         self._streams = self.config.streams or self.config.num_threads or os.cpu_count() or 1
         self._stream_session = None  # made on the first multi-batch call
         self._stream_lock = threading.Lock()
@@ -159,14 +151,7 @@ class Predictor:
             return False
         with self._stream_lock:
             if self._stream_session is None:
-                import onnxruntime as ort
-
-                options = ort.SessionOptions()
-                options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-                options.intra_op_num_threads = 1
-                self._stream_session = ort.InferenceSession(
-                    str(self._onnx_path), options, providers=["CPUExecutionProvider"]
-                )
+                self._stream_session = _ort_session(self._onnx_path, 1)
                 self._pool = ThreadPoolExecutor(self._streams, thread_name_prefix="lm-action-onnx")
         return True
 
@@ -253,6 +238,19 @@ class Predictor:
     def gate_many(self, texts: Iterable[str]) -> list[GateResult]:
         probs = self.predict_proba(list(texts))
         return [gate(p, self.thresholds) for p in probs]
+
+
+def _ort_session(path: Path, threads: int | None, stop_spinning: bool = False):
+    """A fully graph-optimized CPU session; `threads` intra-op threads (None: the runtime's choice)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        options.intra_op_num_threads = threads
+    if stop_spinning:
+        options.add_session_config_entry("session.force_spinning_stop", "1")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def _fast_encoder(tokenizer, max_length: int):
