@@ -14,7 +14,7 @@ import math
 import random
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import pandas as pd
 
@@ -59,24 +59,29 @@ def _p(f: str, l: str, e: str, w: str, r: str, risk: str, weight: float) -> Prof
     return Profile(yn[f], yn[l], yn[e], yn[w], yn[r], risk, weight)
 
 
-# Every decision and every attribute value, weighted towards the common cases; the hard
-# combinations (legal but unethical, feasible but outside boundaries) get their own cells.
+# The decision mix of real agent traffic (allow 40%, confirm 30%, block 20%, cannot_do 10%),
+# every attribute value covered; the hard combinations (legal but unethical, feasible but
+# outside boundaries) get their own cells. Benign infeasible requests are low risk (nothing is at
+# stake when the agent cannot act: LABELING.md, rule 1).
 DEFAULT_PROFILES: tuple[Profile, ...] = (
-    _p("Y", "Y", "Y", "Y", "Y", "low", 3.0),  # allow
-    _p("Y", "Y", "Y", "Y", "N", "medium", 2.0),  # confirm: irreversible
-    _p("Y", "Y", "Y", "Y", "N", "high", 1.5),
-    _p("Y", "Y", "Y", "Y", "Y", "medium", 1.0),  # confirm: risky but undoable
-    _p("Y", "Y", "Y", "Y", "Y", "high", 0.5),
-    _p("Y", "Y", "Y", "Y", "N", "low", 0.5),
-    _p("N", "Y", "Y", "Y", "Y", "low", 1.5),  # cannot_do
-    _p("N", "Y", "Y", "Y", "Y", "medium", 0.5),
-    _p("Y", "N", "N", "N", "N", "high", 1.5),  # block
-    _p("Y", "N", "N", "Y", "N", "high", 1.0),
-    _p("Y", "N", "N", "N", "Y", "high", 0.5),
-    _p("Y", "Y", "N", "Y", "N", "medium", 1.0),  # legal but unethical
-    _p("Y", "Y", "N", "N", "N", "medium", 1.0),
-    _p("Y", "Y", "Y", "N", "N", "medium", 0.5),  # only outside boundaries
-    _p("N", "N", "N", "N", "N", "high", 1.0),  # infeasible and harmful
+    _p("Y", "Y", "Y", "Y", "Y", "low", 40.0),  # allow
+    _p("Y", "Y", "Y", "Y", "N", "medium", 11.0),  # confirm: irreversible
+    _p("Y", "Y", "Y", "Y", "N", "high", 6.0),
+    _p("Y", "Y", "Y", "Y", "N", "low", 6.0),
+    _p("Y", "Y", "Y", "Y", "Y", "medium", 5.0),  # confirm: risky but undoable
+    _p("Y", "Y", "Y", "Y", "Y", "high", 2.0),
+    _p("N", "Y", "Y", "Y", "Y", "low", 8.0),  # cannot_do
+    _p("N", "Y", "Y", "Y", "N", "low", 2.0),
+    _p("Y", "N", "N", "N", "N", "high", 5.0),  # block
+    _p("Y", "N", "N", "Y", "N", "high", 3.0),
+    _p("Y", "N", "N", "N", "Y", "high", 2.0),
+    _p("Y", "N", "N", "Y", "Y", "high", 1.0),
+    _p("Y", "Y", "N", "Y", "N", "medium", 2.0),  # legal but unethical
+    _p("Y", "Y", "N", "N", "N", "medium", 2.0),
+    _p("Y", "Y", "N", "Y", "Y", "low", 1.0),
+    _p("Y", "Y", "N", "N", "Y", "low", 1.0),  # bypassing a paywall or filter
+    _p("Y", "Y", "Y", "N", "N", "medium", 1.0),  # only outside boundaries
+    _p("N", "N", "N", "N", "N", "high", 2.0),  # infeasible and harmful
 )
 
 
@@ -197,13 +202,17 @@ def plan_requests(
     max_rows: int,
     batch_size: int,
     seed: int = 0,
+    cells: Callable[[Cell], bool] | None = None,
 ) -> BalancePlan:
-    """Requests of `batch_size // 2` to `batch_size` commands, `max_rows` in all, each to the
-    cell with the largest remaining deficit.
+    """Requests of `batch_size // 2` to `batch_size` commands, `max_rows` in all.
 
     `current` counts the corpus rows per cell, `requested` the rows asked for by open jobs. The
-    run asks for no more than the corpus lacks of `target.total_rows`. Ties between equal
-    deficits are broken by a seeded shuffle, so the same inputs give the same plan.
+    run asks for no more than the corpus lacks of `target.total_rows`. When the run cannot cover
+    every deficit, its rows are shared among the cells in proportion to their deficits, so each
+    run moves every cell towards the target at the same pace (a run of all-`allow` rows would
+    skew the corpus in between). Rows go out batch by batch to the cell with the largest
+    remaining share; ties are broken by a seeded shuffle, so the same inputs give the same plan.
+    `cells`, when given, limits the requests to the cells it accepts (a generator's slice).
     """
     if batch_size < 1:
         raise ConfigError("batch_size must be at least 1")
@@ -217,19 +226,22 @@ def plan_requests(
     order = sorted(targets, key=str)
     random.Random(seed).shuffle(order)
     tie_break = {cell: i for i, cell in enumerate(order)}
+    wanted = {c: d for c, d in deficits.items() if d > 0 and (cells is None or cells(c))}
+    total = sum(wanted.values())
+    scale = min(1.0, budget / total) if total > 0 else 0.0
     # A job asks for at least half a batch: thin deficits must not become one-command prompts.
     min_batch = max(1, batch_size // 2)
-    heap = [(-d, tie_break[c], c) for c, d in deficits.items() if d > 0]
+    heap = [(-d * scale, tie_break[c], c) for c, d in wanted.items()]
     heapq.heapify(heap)
     requests: list[CellRequest] = []
     while budget > 0 and heap:
-        neg_deficit, rank, cell = heapq.heappop(heap)
-        deficit = -neg_deficit
-        n = min(batch_size, budget, max(min_batch, math.ceil(deficit)))
+        neg_share, rank, cell = heapq.heappop(heap)
+        share = -neg_share
+        n = min(batch_size, budget, max(min_batch, math.ceil(share - 1e-9)))
         requests.append(CellRequest(cell, n))
         budget -= n
-        if deficit - n > 0:
-            heapq.heappush(heap, (-(deficit - n), rank, cell))
+        if share - n > 0:
+            heapq.heappush(heap, (-(share - n), rank, cell))
     return BalancePlan(
         requests=requests,
         deficits={c: d for c, d in deficits.items() if d > 0},

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.config import SEED_DIR, BuildLayout, stage_config, to_dict
+from pipeline.config import BuildLayout, bundled_corpus_files, stage_config, to_dict
 from pipeline.data_io import (
     ID_SEPARATOR,
     LABELER_AGREED,
@@ -262,8 +262,7 @@ def read_inputs(config: CleanConfig, layout: BuildLayout) -> pd.DataFrame:
     A generated row counts as labeler-agreed when its file has a `verdict` column saying
     `agreed`, or when the `label` stage's report exists (it exports only agreed rows).
     """
-    seed_dir = Path(config.seed_dir) if config.seed_dir else SEED_DIR
-    files = corpus_files(seed_dir)
+    files = bundled_corpus_files(config.seed_dir)
     generated = corpus_files(layout.generated) if config.include_generated else []
     frame = load_corpus(files + generated)
     frame[ORIGIN] = frame["_file"] + ":" + frame["_line"].astype(str)

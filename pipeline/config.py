@@ -24,6 +24,17 @@ CONFIG_DIR = REPO_ROOT / "configs"
 DEFAULT_PRESET = "cpu-quick"
 DEFAULT_BACKBONE = "sentence-transformers/all-MiniLM-L6-v2"
 SEED_DIR = REPO_ROOT / "data" / "seed"
+# Rows grown through `generate` (live or Batch API) and kept with the project, beside the seed.
+GENERATED_DIR = REPO_ROOT / "data" / "generated"
+
+
+def bundled_corpus_files(seed_dir: str | os.PathLike = "") -> list[Path]:
+    """The corpus CSVs of the bundled corpus: `seed_dir` (default data/seed), plus
+    data/generated when the default seed folder is used."""
+    files = sorted(Path(seed_dir or SEED_DIR).glob("*.csv"))
+    if not seed_dir:
+        files += sorted(GENERATED_DIR.glob("*.csv"))
+    return files
 
 T = TypeVar("T")
 

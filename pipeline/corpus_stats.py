@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.config import SEED_DIR
+from pipeline.config import bundled_corpus_files
 from pipeline.decision import DECISIONS, decisions_from_frame
 from pipeline.schema import (
     ATTRIBUTE_NAMES,
@@ -161,8 +161,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     files: list[Path] = []
-    for path in args.paths or [SEED_DIR]:
+    for path in args.paths:
         files.extend(corpus_files(path) if path.is_dir() else [path])
+    files = files or bundled_corpus_files()
     frame = load_corpus(files)
     stats = corpus_stats(frame)
     print(json.dumps(stats.to_dict(), indent=2) if args.json else format_stats(stats))

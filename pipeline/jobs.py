@@ -38,6 +38,9 @@ GENERATE, LABEL = "generate", "label"
 OK, REJECTED, ERROR = "ok", "rejected", "error"
 # Row verdicts after labeling.
 AGREED, DISAGREED = "agreed", "disagreed"
+# Rows a sampled labeling pass left out (their generator labels stand), and disagreements that
+# an adjudicator settled (the adjudicated labels are exported).
+UNSAMPLED, ADJUDICATED = "unsampled", "adjudicated"
 PLAN_LOCK = "plan"
 
 T = TypeVar("T")
@@ -130,6 +133,17 @@ labels = sa.Table(
     *(sa.Column(name, sa.String(8), nullable=False) for name in ATTRIBUTE_NAMES),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.UniqueConstraint("row_id", "labeler", name="uq_labels_row_labeler"),
+)
+
+# Final labels of rows whose labelers disagreed, settled by an adjudicator who saw every vote.
+adjudications = sa.Table(
+    "adjudications",
+    metadata,
+    sa.Column("row_id", sa.String(40), sa.ForeignKey("rows.id"), primary_key=True),
+    *(sa.Column(name, sa.String(8), nullable=False) for name in ATTRIBUTE_NAMES),
+    sa.Column("adjudicator", sa.String(200), nullable=False),
+    sa.Column("note", sa.Text),
+    sa.Column("created_at", sa.Float, nullable=False),
 )
 
 locks = sa.Table("locks", metadata, sa.Column("name", sa.String(32), primary_key=True))
@@ -437,6 +451,23 @@ class JobDB:
                     token=token,
                     worker=worker,
                 )
+
+    def held_claim(self, job_id: int) -> Claim | None:
+        """The claim of a running job (held by a batch file, say), or None when it is not running."""
+        with self._begin() as conn:
+            row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).first()
+        if row is None or row.state != RUNNING or not row.claim_token:
+            return None
+        return Claim(
+            job_id=row.id,
+            kind=row.kind,
+            provider=row.provider,
+            spec=json.loads(row.spec),
+            attempt=row.attempts,
+            max_attempts=row.max_attempts,
+            token=row.claim_token,
+            worker=row.worker or "",
+        )
 
     def heartbeat(self, claims: Iterable[Claim], lease_s: float) -> int:
         """Extend the leases of `claims`; the number still held."""
@@ -791,6 +822,34 @@ class JobDB:
         with self._begin() as conn:
             result = conn.execute(sa.select(labels).order_by(labels.c.row_id, labels.c.labeler))
             return [dict(r._mapping) for r in result]
+
+    def set_adjudications(self, records: Sequence[Mapping[str, Any]], adjudicator: str) -> int:
+        """Store (or replace) adjudicated labels: `row_id`, the six attributes, optional `note`."""
+        if not records:
+            return 0
+        now = time.time()
+        with self._begin() as conn:
+            ids = [r["row_id"] for r in records]
+            conn.execute(adjudications.delete().where(adjudications.c.row_id.in_(ids)))
+            conn.execute(
+                adjudications.insert(),
+                [
+                    {
+                        "row_id": r["row_id"],
+                        **{name: r[name] for name in ATTRIBUTE_NAMES},
+                        "adjudicator": adjudicator,
+                        "note": r.get("note", ""),
+                        "created_at": now,
+                    }
+                    for r in records
+                ],
+            )
+        return len(records)
+
+    def adjudications(self) -> dict[str, dict[str, Any]]:
+        """Adjudicated labels by row id."""
+        with self._begin() as conn:
+            return {r.row_id: dict(r._mapping) for r in conn.execute(sa.select(adjudications))}
 
     @staticmethod
     def answered_conn(conn: Connection) -> set[tuple[str, str]]:

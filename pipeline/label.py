@@ -16,17 +16,23 @@ import json
 import logging
 import math
 import os
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Mapping, Sequence
+from typing import Any, Awaitable, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 from sklearn.metrics import cohen_kappa_score
 
-from pipeline.config import BuildLayout, stage_config, to_dict
+from tqdm.auto import tqdm
+
+from pipeline.batch import export_batch, import_batch
+from pipeline.config import BuildLayout, ConfigError, stage_config, to_dict
 from pipeline.generate import (
     GenerateConfig,
     WorkStats,
+    add_batch_arguments,
+    batch_provider,
     export_generated,
     job_db_url,
     labeling_guide,
@@ -40,7 +46,9 @@ from pipeline.generate import (
     run_jobs,
     write_json,
 )
+from pipeline.decision import Decision, decide
 from pipeline.jobs import (
+    ADJUDICATED,
     AGREED,
     DISAGREED,
     DONE,
@@ -50,6 +58,7 @@ from pipeline.jobs import (
     PENDING,
     REJECTED,
     RUNNING,
+    UNSAMPLED,
     Claim,
     JobDB,
     LabelAnswer,
@@ -151,29 +160,57 @@ def parse_label_answers(content: str, row_ids: Sequence[str]) -> ParsedAnswers:
 # Planning and working
 
 
+def labeling_sample(rows: Sequence[Mapping[str, Any]], n: int, seed: int) -> set[str]:
+    """Ids of `n` rows stratified by decision and language: equal shares per stratum, what a
+    small stratum cannot fill going to the others; all rows when `n` is 0 or covers them.
+
+    The choice depends only on the rows' ids, labels and `seed`, so it is stable across runs."""
+    if n <= 0 or n >= len(rows):
+        return {r["id"] for r in rows}
+    strata: dict[tuple[str, str], list[str]] = {}
+    for r in sorted(rows, key=lambda r: r["id"]):
+        strata.setdefault((decide(r).value, r["lang"]), []).append(r["id"])
+    rng = random.Random(seed)
+    for ids in strata.values():
+        rng.shuffle(ids)
+    chosen: set[str] = set()
+    left = n
+    open_strata = sorted(strata, key=lambda k: len(strata[k]))
+    while left > 0 and open_strata:
+        share = max(1, left // len(open_strata))
+        key = open_strata.pop(0)
+        take = strata[key][:share]
+        chosen.update(take)
+        left -= len(take)
+    return chosen
+
+
 def plan_labeling(
     db: JobDB,
     config: GenerateConfig,
-    endpoints: Sequence[Endpoint],
+    providers: Sequence[ProviderConfig],
 ) -> int:
-    """Add label jobs for rows a usable labeler has not answered yet; the number of jobs added.
+    """Add label jobs for rows a labeler has not answered yet; the number of jobs added.
 
     A labeler never labels rows its own model generated; rows already in an open job of that
     labeler, or whose answers from it were rejected `max_attempts` times, are not asked again.
+    With `label_sample_rows`, only the stratified sample is labeled.
     """
 
     def plan(conn: Any) -> int:
         rows = db.accepted_rows_conn(conn)
+        sample = labeling_sample(rows, config.label_sample_rows, config.seed)
         answered = db.answered_conn(conn)
         rejected = db.label_rejections_conn(conn)
         in_jobs = {(rid, p) for p, spec in db.open_specs(conn, LABEL) for rid in spec["row_ids"]}
         specs = []
-        for endpoint in sorted(endpoints, key=lambda e: e.provider.name):
-            name, model = endpoint.provider.name, endpoint.provider.model
+        for provider in sorted(providers, key=lambda p: p.name):
+            name, model = provider.name, provider.model
             todo = [
                 r["id"]
                 for r in rows
-                if r["source"] != model
+                if r["id"] in sample
+                and r["source"] != model
                 and (r["id"], name) not in answered
                 and (r["id"], name) not in in_jobs
                 and rejected.get((r["id"], name), 0) < config.max_attempts
@@ -183,6 +220,13 @@ def plan_labeling(
         return db.add_jobs(conn, LABEL, specs, config.max_attempts)
 
     return db.planning(plan)
+
+
+def claim_commands(db: JobDB, claim: Claim) -> list[dict[str, str]]:
+    """The `{"id", "text"}` commands a label job asks about."""
+    ids = list(claim.spec["row_ids"])
+    texts = db.row_texts(ids)
+    return [{"id": rid, "text": texts[rid]} for rid in ids if rid in texts]
 
 
 class LabelWorker:
@@ -199,9 +243,7 @@ class LabelWorker:
         self.stats = stats
 
     async def handle(self, claim: Claim) -> str | None:
-        ids = list(claim.spec["row_ids"])
-        texts = await asyncio.to_thread(self.db.row_texts, ids)
-        commands = [{"id": rid, "text": texts[rid]} for rid in ids if rid in texts]
+        commands = await asyncio.to_thread(claim_commands, self.db, claim)
         try:
             completion = await self.client.complete(
                 label_messages(commands, self.guide),
@@ -268,22 +310,28 @@ def verdicts(
     labelers: Sequence[ProviderConfig],
     attributes: Sequence[str],
     quorum: float,
+    sample: set[str] | None = None,
+    adjudicated: Iterable[str] = (),
 ) -> dict[str, str | None]:
-    """`agreed`/`disagreed` per row once every eligible labeler answered, else None."""
+    """`agreed`/`disagreed` per row once every eligible labeler answered, else None; rows outside
+    `sample` are `unsampled`, and disagreements settled by an adjudicator `adjudicated`."""
     by_row: dict[str, dict[str, Mapping[str, Any]]] = {}
     for a in answers:
         by_row.setdefault(a["row_id"], {})[a["labeler"]] = a
+    settled = set(adjudicated)
     out: dict[str, str | None] = {}
     for row in rows:
         eligible = [p.name for p in labelers if p.model != row["source"]]
         got = by_row.get(row["id"], {})
+        if sample is not None and row["id"] not in sample and not got:
+            out[row["id"]] = UNSAMPLED
+            continue
         if not eligible or any(name not in got for name in eligible):
             out[row["id"]] = None
             continue
         agreeing = sum(all(got[name][a] == row[a] for a in attributes) for name in eligible)
-        out[row["id"]] = (
-            AGREED if agreeing >= math.ceil(quorum * len(eligible) - 1e-9) else DISAGREED
-        )
+        verdict = AGREED if agreeing >= math.ceil(quorum * len(eligible) - 1e-9) else DISAGREED
+        out[row["id"]] = ADJUDICATED if verdict == DISAGREED and row["id"] in settled else verdict
     return out
 
 
@@ -303,6 +351,14 @@ def fleiss_kappa(counts: np.ndarray) -> float | None:
     if math.isclose(p_e, 1.0):
         return None
     return float((p_bar - p_e) / (1 - p_e))
+
+
+def weighted_kappa(a: Sequence[str], b: Sequence[str], values: Sequence[str]) -> float | None:
+    """Linear-weighted Cohen's kappa of an ordinal attribute (risk); None when undefined."""
+    if len(a) < 2:
+        return None
+    value = cohen_kappa_score(list(a), list(b), labels=list(values), weights="linear")
+    return None if math.isnan(value) else float(value)
 
 
 def cohen_kappa(a: Sequence[str], b: Sequence[str], values: Sequence[str]) -> float | None:
@@ -353,6 +409,7 @@ def agreement_report(
     most = max((len(e) for _, e in complete), default=0)
     full = [(row, e) for row, e in complete if len(e) == most]
     attributes: dict[str, dict[str, Any]] = {}
+    weighted: dict[str, dict[str, float | None]] = {}
     for attribute in ATTRIBUTE_NAMES:
         values = ATTRIBUTES_BY_NAME[attribute].values
         pairs_agree = pairs = 0
@@ -367,6 +424,8 @@ def agreement_report(
             pairs += len(gen)
             pairs_agree += sum(g == l for g, l in zip(gen, lab))
             per_labeler[name] = cohen_kappa(gen, lab, values)
+            if not ATTRIBUTES_BY_NAME[attribute].is_binary:
+                weighted.setdefault(attribute, {})[name] = weighted_kappa(gen, lab, values)
         matrix = np.zeros((len(full), len(values)))
         for i, (row, raters) in enumerate(full):
             matrix[i, values.index(row[attribute])] += 1
@@ -379,6 +438,27 @@ def agreement_report(
             "fleiss_kappa": fleiss_kappa(matrix) if full else None,
             "fleiss_rows": len(full),
         }
+        if attribute in weighted:
+            attributes[attribute]["linear_weighted_kappa"] = weighted[attribute]
+    # The decision the labels imply (pipeline.decision), generator against each labeler.
+    decision_values = [d.value for d in Decision]
+    per_labeler_decision: dict[str, Any] = {}
+    agree = total = 0
+    for name in names:
+        gen, lab = [], []
+        for row in rows:
+            answer = by_row.get(row["id"], {}).get(name)
+            if answer is not None:
+                gen.append(decide(row).value)
+                lab.append(decide(answer).value)
+        total += len(gen)
+        agree += sum(g == l for g, l in zip(gen, lab))
+        per_labeler_decision[name] = cohen_kappa(gen, lab, decision_values)
+    attributes["decision"] = {
+        "observed_agreement": agree / total if total else None,
+        "pairs": total,
+        "cohen_kappa": per_labeler_decision,
+    }
     disagreements = []
     for row in rows:
         got = by_row.get(row["id"], {})
@@ -397,7 +477,7 @@ def agreement_report(
                         "verdict": row_verdicts.get(row["id"]) or "",
                     }
                 )
-    counts = {AGREED: 0, DISAGREED: 0, "waiting": 0}
+    counts = {AGREED: 0, DISAGREED: 0, ADJUDICATED: 0, UNSAMPLED: 0, "waiting": 0}
     for v in row_verdicts.values():
         counts[v or "waiting"] += 1
     return AgreementReport(names, len(rows), counts, attributes, disagreements)
@@ -427,7 +507,8 @@ def format_report(report: AgreementReport) -> str:
     lines = [
         f"labelers: {', '.join(report.labelers)}",
         f"rows: {report.rows} (agreed {report.verdicts[AGREED]}, disagreed "
-        f"{report.verdicts[DISAGREED]}, waiting for answers {report.verdicts['waiting']})",
+        f"{report.verdicts[DISAGREED]}, adjudicated {report.verdicts[ADJUDICATED]}, not sampled "
+        f"{report.verdicts[UNSAMPLED]}, waiting for answers {report.verdicts['waiting']})",
         f"{'attribute':<20} {'agree':>6} {'fleiss':>7}  cohen per labeler",
     ]
 
@@ -437,7 +518,10 @@ def format_report(report: AgreementReport) -> str:
     for name, a in report.attributes.items():
         cohen = ", ".join(f"{k} {fmt(v)}" for k, v in a["cohen_kappa"].items())
         agree = "-" if a["observed_agreement"] is None else f"{a['observed_agreement']:.1%}"
-        lines.append(f"{name:<20} {agree:>6} {fmt(a['fleiss_kappa']):>7}  {cohen}")
+        lines.append(f"{name:<20} {agree:>6} {fmt(a.get('fleiss_kappa')):>7}  {cohen}")
+        if "linear_weighted_kappa" in a:
+            linear = ", ".join(f"{k} {fmt(v)}" for k, v in a["linear_weighted_kappa"].items())
+            lines.append(f"{'':<20} {'':>6} {'':>7}  linear-weighted: {linear}")
     lines.append(f"disagreements to review: {len(report.disagreements)}")
     return "\n".join(lines)
 
@@ -456,6 +540,45 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--retry-failed", action="store_true", help="give failed label jobs new attempts"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--export-dir",
+        type=Path,
+        help="folder of the exported generated.csv (default: <build-dir>/generated)",
+    )
+    parser.add_argument(
+        "--adjudications",
+        type=Path,
+        metavar="CSV",
+        help="settle disagreements: a CSV with id, the six attributes and an optional note "
+        "(the final labels of each row)",
+    )
+    parser.add_argument("--adjudicator", default="adjudicator", help="who settled the --adjudications")
+    add_batch_arguments(parser, "labeler")
+
+
+def read_adjudications(path: Path, known: set[str]) -> list[dict[str, str]]:
+    """Rows of an adjudication CSV, checked; `ConfigError` naming every bad line."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such adjudication file")
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in ("id", *ATTRIBUTE_NAMES) if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ConfigError(f"{path}: the header lacks {', '.join(missing)}")
+        records, problems = [], []
+        for record in reader:
+            line = reader.line_num
+            if record["id"] not in known:
+                problems.append(f"{path}:{line}: id {record['id']!r} is not a row of the job database")
+                continue
+            bad = [n for n in ATTRIBUTE_NAMES if record[n] not in ATTRIBUTES_BY_NAME[n].values]
+            if bad:
+                problems.append(f"{path}:{line}: " + ", ".join(f"{n}={record[n]!r}" for n in bad))
+                continue
+            records.append({"row_id": record["id"], **{n: record[n] for n in ATTRIBUTE_NAMES}, "note": record.get("note", "")})
+    if problems:
+        raise ConfigError(f"{len(problems)} bad line(s); nothing was stored:\n  " + "\n  ".join(problems[:20]))
+    return records
 
 
 def main(args: argparse.Namespace) -> int:
@@ -464,9 +587,15 @@ def main(args: argparse.Namespace) -> int:
     layout = BuildLayout(args.build_dir)
     path = models_path(config, args.models)
     models = read_models(path)
-    endpoints, missing = available_endpoints(models.labelers if models else [])
-    if not endpoints:
-        return nothing_configured("label", path, models, "labelers", missing)
+    batch = bool(args.export_batch or args.import_batch)
+    if batch:
+        if models is None:
+            raise ConfigError(f"no models file at {path}: the batch's labeler must be listed there")
+        endpoints, missing = [], []
+    else:
+        endpoints, missing = available_endpoints(models.labelers if models else [])
+        if not endpoints and not args.adjudications:
+            return nothing_configured("label", path, models, "labelers", missing)
     for reason in missing:
         log.warning("not used: %s", reason)
     url = job_db_url(config, layout, args.db)
@@ -474,11 +603,48 @@ def main(args: argparse.Namespace) -> int:
         print(f"label: no job database at {url.removeprefix('sqlite:///')}: run `generate` first")
         return 0
     stats = WorkStats()
+    guide = labeling_guide()
     with JobDB(url) as db:
         if args.retry_failed:
             log.info("%d failed label job(s) get new attempts", db.retry_failed(LABEL))
-        for round_ in range(config.label_rounds):
-            added = plan_labeling(db, config, endpoints)
+        if args.adjudications:
+            known = {r["id"] for r in db.accepted_rows()}
+            stored = db.set_adjudications(read_adjudications(args.adjudications, known), args.adjudicator)
+            print(f"stored {stored} adjudication(s) from {args.adjudications}")
+        if args.export_batch:
+            provider = batch_provider(args, models.labelers, "labeler")
+            added = plan_labeling(db, config, [provider])
+            out = export_batch(
+                db,
+                LABEL,
+                provider,
+                lambda claim: label_messages(claim_commands(db, claim), guide),
+                args.export_batch,
+                config.batch_lease_hours * 3600,
+                args.batch_jobs,
+            )
+            print(f"label: planned {added} new job(s); wrote {out.jobs} request(s) for {provider.name} to {out.path}")
+            return 0
+        if args.import_batch:
+            provider = batch_provider(args, models.labelers, "labeler")
+            bar = tqdm(desc="import", unit="job", disable=args.no_progress)
+            try:
+                result = import_batch(
+                    db,
+                    LABEL,
+                    provider,
+                    args.import_batch,
+                    lambda client: LabelWorker(db, client, config, guide, stats).handle,
+                    bar.update,
+                )
+            finally:
+                bar.close()
+            stats.done, stats.failed = result.done, result.failed
+            print(f"imported {result.done} of {result.lines} answer(s) from {args.import_batch}; {stats.accepted_rows} label(s) stored")
+            if result.stale:
+                print(f"{len(result.stale)} line(s) skipped: their jobs are no longer held by a batch")
+        for round_ in range(0 if batch else config.label_rounds):
+            added = plan_labeling(db, config, [e.provider for e in endpoints])
             counts = db.job_counts(LABEL, [e.provider.name for e in endpoints])
             if counts[PENDING] + counts[RUNNING] == 0:
                 break
@@ -494,15 +660,17 @@ def main(args: argparse.Namespace) -> int:
             stats.done += run.done
             stats.failed += run.failed
             stats.accepted_rows += run.accepted_rows
+        labelers = models.labelers if models else []
         rows = db.accepted_rows()
         answers = db.label_answers()
+        sample = labeling_sample(rows, config.label_sample_rows, config.seed) if config.label_sample_rows else None
         row_verdicts = verdicts(
-            rows, answers, models.labelers, config.label_attributes, config.label_quorum
+            rows, answers, labelers, config.label_attributes, config.label_quorum, sample, db.adjudications()
         )
         db.set_verdicts(row_verdicts)
         rows = db.accepted_rows()
-        report = agreement_report(rows, answers, models.labelers, row_verdicts)
-        exported = export_generated(db, layout.generated, require_agreement=True)
+        report = agreement_report(rows, answers, labelers, row_verdicts)
+        exported = export_generated(db, args.export_dir or layout.generated, require_agreement=True)
         summary = {
             "run": {
                 "jobs_done": stats.done,

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 import openai
 
 from pipeline.config import ConfigError, from_dict, load_preset
+from pipeline.schema import DOMAINS, LANGUAGES
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,12 @@ class ProviderConfig:
     max_retry_after_s: float = 300.0
     # Ask for `response_format={"type": "json_object"}` (most servers support it).
     json_mode: bool = True
+    # Generators only: the writer's brief (a persona and a style) added to every prompt, and the
+    # slice of domains and languages it writes (empty: all). Cells outside every generator's
+    # slice go to all generators.
+    brief: str = ""
+    domains: tuple[str, ...] = ()
+    languages: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -80,12 +87,22 @@ class ProviderConfig:
             raise ConfigError(f"provider {self.name}: concurrency must be at least 1")
         if self.weight < 0 or self.requests_per_minute < 0 or self.tokens_per_minute < 0:
             raise ConfigError(f"provider {self.name}: weight and rate limits must not be negative")
+        object.__setattr__(self, "domains", tuple(self.domains))
+        object.__setattr__(self, "languages", tuple(self.languages))
+        unknown = sorted(set(self.domains) - set(DOMAINS)) + sorted(set(self.languages) - set(LANGUAGES))
+        if unknown:
+            raise ConfigError(f"provider {self.name}: unknown domain(s) or language(s) {', '.join(unknown)}")
         for env in (self.api_key_env, self.base_url_env):
             if env.startswith(("sk-", "AIza")) or len(env) > 64:
                 raise ConfigError(
                     f"provider {self.name}: `api_key_env`/`base_url_env` name an environment "
                     "variable, not a secret value"
                 )
+
+
+    def writes(self, domain: str, lang: str) -> bool:
+        """Whether a cell of `domain` and `lang` is in this generator's slice."""
+        return (not self.domains or domain in self.domains) and (not self.languages or lang in self.languages)
 
 
 @dataclass(frozen=True)

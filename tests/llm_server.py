@@ -14,6 +14,7 @@ fence), `missing_field`, `wrong_labels`, `wrong_language`, `short`, `duplicate`,
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import random
 import threading
 import time
@@ -135,6 +136,30 @@ class LLMServer:
         assert self._httpd is not None, "server not started"
         host, port = self._httpd.server_address[:2]
         return f"http://{host}:{port}/v1"
+
+    def run_batch(self, requests: Path, output: Path) -> Path:
+        """Answer a Batch API request file the way the Batch API does: POST every line's body to
+        this server and write one output line per request (`response` or `error`)."""
+        import httpx
+
+        lines = []
+        with httpx.Client(base_url=self.base_url.removesuffix("/v1"), timeout=30) as client:
+            for raw in Path(requests).read_text(encoding="utf-8").splitlines():
+                request = json.loads(raw)
+                headers = {"X-LM-Action-Job": request["custom_id"].rpartition(":")[2]}
+                if self.api_key:
+                    headers["Authorization"] = f"Bearer {self.api_key}"
+                reply = client.post(request["url"], json=request["body"], headers=headers)
+                lines.append(
+                    {
+                        "id": f"batch_req_{len(lines)}",
+                        "custom_id": request["custom_id"],
+                        "response": {"status_code": reply.status_code, "request_id": f"req_{len(lines)}", "body": reply.json()},
+                        "error": None,
+                    }
+                )
+        Path(output).write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines), encoding="utf-8")
+        return Path(output)
 
     # -- faults and inspection
 

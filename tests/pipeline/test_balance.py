@@ -69,10 +69,19 @@ def test_plan_asks_exactly_for_the_missing_rows_of_each_cell():
     assert plan.requested_rows == 80 - 25
 
 
-def test_largest_deficits_come_first_when_the_run_is_capped():
+def test_a_capped_run_shares_its_rows_in_proportion_to_the_deficits():
+    # Deficits: three allow cells of 15, four block cells of 5 (65 rows); the run gets 40%.
     current = cell_counts(frame_of({cell(ALLOW, "files", "en"): 15}))
-    plan = plan_requests(TARGET, current, {}, max_rows=30, batch_size=15)
-    assert per_cell(plan) == {cell(ALLOW, "files", "ar"): 15, cell(ALLOW, "shopping", "ar"): 15}
+    plan = plan_requests(TARGET, current, {}, max_rows=26, batch_size=2)
+    allow = {cell(ALLOW, d, lang): 6 for d, lang in (("files", "ar"), ("shopping", "en"), ("shopping", "ar"))}
+    block = {cell(BLOCK, d, lang): 2 for d in ("files", "shopping") for lang in ("en", "ar")}
+    assert per_cell(plan) == {**allow, **block}
+
+
+def test_a_cell_filter_limits_the_plan_to_a_slice():
+    plan = plan_requests(TARGET, Counter(), {}, max_rows=100, batch_size=5, cells=lambda c: c.lang == "ar")
+    assert {c.lang for c in per_cell(plan)} == {"ar"}
+    assert plan.requested_rows == 40
 
 
 def test_rows_requested_by_open_jobs_are_not_asked_again():

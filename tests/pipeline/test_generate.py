@@ -19,6 +19,7 @@ from pipeline.__main__ import main as cli
 from pipeline.config import REPO_ROOT
 from pipeline.generate import (
     EXPORT_NAME,
+    PROMPT_VERSION,
     SUMMARY_NAME,
     GenerateConfig,
     arabic_share,
@@ -115,7 +116,7 @@ def test_generate_survives_faults_and_records_every_rejection(
         assert len(ok) == len(jobs)
         for r in ok:
             assert r["endpoint"] == server.base_url and r["prompt_version"].startswith(
-                "generate-v1+"
+                f"{PROMPT_VERSION}+"
             )
             assert r["temperature"] == 0.8 and "choices" in json.loads(r["raw"])
             assert r["model"] in ("gen-a", "gen-b") and r["prompt_tokens"] > 0

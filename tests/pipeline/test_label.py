@@ -136,6 +136,8 @@ def test_label_keeps_only_agreed_rows_and_reports_agreement(tmp_path, seed_dir, 
     assert report["verdicts"] == {
         AGREED: list(expected.values()).count(AGREED),
         DISAGREED: list(expected.values()).count(DISAGREED),
+        "adjudicated": 0,
+        "unsampled": 0,
         "waiting": 0,
     }
     reversible = report["attributes"]["reversible"]
