@@ -126,15 +126,35 @@ def labels_from_probabilities(probs: np.ndarray, thresholds: Thresholds) -> dict
     return {name: labels[name] for name in ATTRIBUTE_NAMES}
 
 
+# Outputs whose high probability is the permissive side (yes = feasible, legal, ...); for the
+# two risk outputs a high probability is the restrictive side.
+PERMISSIVE_HIGH: tuple[str, ...] = BINARY_ATTRIBUTES
+NOT_READ_IN_FULL = "longer than the gate reads in full: ask the user first"
+
+
+def most_restrictive(window_probs: np.ndarray) -> np.ndarray:
+    """One command's seven probabilities from the (k, 7) probabilities of its k windows: per
+    output the most restrictive window (the lowest P(yes), the highest P(risk)), so a harmful
+    part anywhere in a long command counts as if it were the whole command."""
+    window_probs = np.atleast_2d(np.asarray(window_probs, dtype=np.float64))
+    permissive = np.asarray([name in PERMISSIVE_HIGH for name in MODEL_OUTPUTS])
+    return np.where(permissive, window_probs.min(axis=0), window_probs.max(axis=0))
+
+
 @dataclass(frozen=True)
 class GateResult:
-    """A classified command: per-attribute probabilities, labels, the decision and why."""
+    """A classified command: per-attribute probabilities, labels, the decision and why.
+
+    `windows` is how many overlapping windows the model read; `read_in_full` is False when
+    part of the command was not read (it is then never `allow`)."""
 
     probabilities: dict[str, dict[str, float]]
     labels: dict[str, str]
     decision: Decision
     reasons: list[str]
     uncertain_outputs: list[str]
+    windows: int = 1
+    read_in_full: bool = True
 
     @property
     def uncertain(self) -> bool:
@@ -145,8 +165,11 @@ def gate(
     probs: np.ndarray,
     thresholds: Thresholds,
     margin: float = DEFAULT_UNCERTAINTY_MARGIN,
+    windows: int = 1,
+    read_in_full: bool = True,
 ) -> GateResult:
-    """The full result for one command's seven output probabilities."""
+    """The full result for one command's seven output probabilities; a command not read in
+    full is asked about (`confirm`) where its labels alone would allow it."""
     probs = np.asarray(probs, dtype=np.float64).reshape(-1)
     if probs.shape != (len(MODEL_OUTPUTS),):
         raise ValueError(f"expected {len(MODEL_OUTPUTS)} probabilities, got shape {probs.shape}")
@@ -161,7 +184,10 @@ def gate(
         for name, p, t in zip(MODEL_OUTPUTS, probs, thresholds.as_array())
         if abs(p - t) < margin
     ]
-    return GateResult(probabilities, labels, decide(labels), reasons(labels), uncertain)
+    decision, why = decide(labels), reasons(labels)
+    if not read_in_full and decision is Decision.ALLOW:
+        decision, why = Decision.CONFIRM, [NOT_READ_IN_FULL]
+    return GateResult(probabilities, labels, decision, why, uncertain, windows, read_in_full)
 
 
 def decisions_from_probabilities(probs: np.ndarray, thresholds: Thresholds) -> list[str]:
@@ -185,6 +211,7 @@ __all__ = [
     "decisions_from_probabilities",
     "gate",
     "labels_from_probabilities",
+    "most_restrictive",
     "reasons",
     "YES",
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from pipeline.decision import GateResult, Thresholds, gate
+from pipeline.decision import GateResult, Thresholds, gate, most_restrictive
 from pipeline.schema import MODEL_OUTPUTS
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,15 @@ class PredictorConfig:
     # onnx int8 only: re-score in fp32 (onnx/model.onnx) every command with an output probability
     # within this distance of its threshold, where int8 rounding can flip a label. 0 = off.
     verify_margin: float = 0.0
+    # A command longer than `max_length` tokens is read in overlapping windows of this many
+    # tokens, each starting `window_stride` of a window after the previous one, and each of its
+    # sentences and clauses is read on its own as well; the gate takes, per output, the most
+    # restrictive of them (pipeline.decision.most_restrictive). A harmful request padded with
+    # benign text is then read once without the padding.
+    window_tokens: int = 64
+    window_stride: float = 0.5
+    # Windows read per command at most; a longer command is not read in full and never allowed.
+    max_windows: int = 64
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.max_length < 2:
@@ -60,6 +70,20 @@ class PredictorConfig:
             raise ValueError(f"streams must be at least 0 and num_threads at least 1, got {self.streams}, {self.num_threads}")
         if not 0.0 <= self.verify_margin <= 1.0:
             raise ValueError(f"verify_margin must be in [0, 1], got {self.verify_margin}")
+        if not 0.0 < self.window_stride <= 1.0 or self.max_windows < 1 or self.window_tokens < 8:
+            raise ValueError(
+                "window_stride must be in (0, 1], max_windows at least 1 and window_tokens at least 8, "
+                f"got {self.window_stride}, {self.max_windows}, {self.window_tokens}"
+            )
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Probabilities of many commands, with how each was read."""
+
+    probs: np.ndarray  # (n, 7), in the order of MODEL_OUTPUTS
+    windows: np.ndarray  # (n,) windows read per command
+    read_in_full: np.ndarray  # (n,) False where a command had more than max_windows windows
 
 
 def _check_labels(id2label: dict, where: str) -> None:
@@ -83,7 +107,7 @@ class Predictor:
         self.thresholds = Thresholds.from_config(self.model_config)
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, use_fast=True)
         self.max_length = min(config.max_length, getattr(self.model_config, "max_position_embeddings", 512))
-        self._encoder = _fast_encoder(self.tokenizer, self.max_length)
+        self._encoder = _fast_encoder(self.tokenizer)
         self.pad_id = self.tokenizer.pad_token_id or 0
         backend = config.backend
         if backend not in BACKENDS:
@@ -155,13 +179,43 @@ class Predictor:
                 self._pool = ThreadPoolExecutor(self._streams, thread_name_prefix="lm-action-onnx")
         return True
 
-    def _encode(self, texts: list[str]) -> list[tuple[list[int], list[int]]]:
-        """Token ids and token type ids per text, truncated to `max_length`, unpadded.
+    def _encode(self, texts: list[str]) -> tuple[list[tuple[list[int], list[int]]], list[int], list[bool]]:
+        """The windows of every text (token ids and token type ids, unpadded), the index of the
+        text each window belongs to, and whether each text was read in full.
 
+        A text of at most `max_length` tokens is one window, exactly as the tokenizer encodes it.
+        A longer one is cut into windows of `window_tokens` tokens (its special tokens around
+        each slice of the content) that overlap by `1 - window_stride`, at most `max_windows`.
         One text at a time: `encode_batch` would start the tokenizer's thread pool, whose
         spinning workers then compete with the model's threads for the same cores."""
-        encode = self._encoder.encode
-        return [(e.ids, e.type_ids) for e in map(encode, texts)]
+        windows: list[tuple[list[int], list[int]]] = []
+        owners: list[int] = []
+        full: list[bool] = []
+        for index, text in enumerate(texts):
+            encoding = self._encoder.encode(text)
+            if len(encoding.ids) <= self.max_length:
+                windows.append((encoding.ids, encoding.type_ids))
+                owners.append(index)
+                full.append(True)
+                continue
+            mask = encoding.special_tokens_mask
+            lead = next((i for i, m in enumerate(mask) if not m), len(mask))
+            tail = next((i for i, m in enumerate(reversed(mask)) if not m), 0)
+            prefix, suffix = encoding.ids[:lead], encoding.ids[len(mask) - tail :]
+            content = encoding.ids[lead : len(mask) - tail]
+            width = max(1, min(self.config.window_tokens, self.max_length) - len(prefix) - len(suffix))
+            stride = max(1, int(width * self.config.window_stride))
+            starts = list(range(0, len(content) - width, stride)) + [len(content) - width]
+            pieces = [prefix + content[s : s + width] + suffix for s in starts]
+            for segment in clauses(text):
+                ids = self._encoder.encode(segment).ids
+                if len(ids) <= self.max_length:
+                    pieces.append(ids)
+            full.append(len(pieces) <= self.config.max_windows)
+            for ids in pieces[: self.config.max_windows]:
+                windows.append((ids, [0] * len(ids)))
+                owners.append(index)
+        return windows, owners, full
 
     def _batch_arrays(self, encoded: list[tuple[list[int], list[int]]]) -> dict[str, np.ndarray]:
         """Pad one batch to its longest member."""
@@ -188,18 +242,29 @@ class Predictor:
 
     # -- public API -------------------------------------------------------------------------
 
-    def predict_proba(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
-        """An (n, 7) array of output probabilities, in the order of `MODEL_OUTPUTS`."""
+    def score(self, texts: Sequence[str], progress: bool = False) -> Scores:
+        """Every command read in full (in windows when long), with per-output most restrictive
+        window probabilities."""
         texts = [str(t) for t in texts]
         if not texts:
-            return np.zeros((0, len(MODEL_OUTPUTS)), dtype=np.float32)
-        encoded = self._encode(texts)
+            empty = np.zeros((0, len(MODEL_OUTPUTS)), dtype=np.float32)
+            return Scores(empty, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool))
+        encoded, owners, full = self._encode(texts)
+        owner = np.asarray(owners)
         out = self._predict_encoded(encoded, progress=progress)
+        probs = _per_text(out, owner, len(texts))
         if self._verify_session is not None:
-            near = np.flatnonzero((np.abs(out - self.thresholds.as_array()) < self.config.verify_margin).any(axis=1))
-            if near.size:
-                out[near] = self._predict_encoded([encoded[i] for i in near], session=self._verify_session)
-        return out
+            near = (np.abs(probs - self.thresholds.as_array()) < self.config.verify_margin).any(axis=1)
+            again = np.flatnonzero(near[owner])
+            if again.size:
+                out[again] = self._predict_encoded([encoded[i] for i in again], session=self._verify_session)
+                probs = _per_text(out, owner, len(texts))
+        windows = np.bincount(owner, minlength=len(texts))
+        return Scores(probs, windows, np.asarray(full, dtype=bool))
+
+    def predict_proba(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        """An (n, 7) array of output probabilities, in the order of `MODEL_OUTPUTS`."""
+        return self.score(texts, progress=progress).probs
 
     def _predict_encoded(self, encoded: list, session=None, progress: bool = False) -> np.ndarray:
         out = np.zeros((len(encoded), len(MODEL_OUTPUTS)), dtype=np.float32)
@@ -227,17 +292,41 @@ class Predictor:
             bar.close()
         return out
 
-    def truncates(self, text: str) -> bool:
-        """Whether `text` is longer than the model reads (it is then cut to `max_length`)."""
-        return len(self.tokenizer(text, truncation=False)["input_ids"]) > self.max_length
+    def windows(self, text: str) -> int:
+        """How many windows the model reads `text` in (1 for a command of at most `max_length` tokens)."""
+        return int(self.score([text]).windows[0])
 
     def gate(self, text: str) -> GateResult:
         """Probabilities, labels, decision and reasons for one command."""
-        return gate(self.predict_proba([text])[0], self.thresholds)
+        return self.gate_many([text])[0]
 
     def gate_many(self, texts: Iterable[str]) -> list[GateResult]:
-        probs = self.predict_proba(list(texts))
-        return [gate(p, self.thresholds) for p in probs]
+        scores = self.score(list(texts))
+        return [
+            gate(p, self.thresholds, windows=int(w), read_in_full=bool(f))
+            for p, w, f in zip(scores.probs, scores.windows, scores.read_in_full)
+        ]
+
+
+# Where a long command splits into parts read on their own: sentence ends (Latin and Arabic
+# punctuation, line breaks) and the connectors that chain steps.
+_CLAUSE_BREAK = re.compile(
+    r"(?<=[.!?;:\u061f\u061b\u060c])\s+|\n+|\s+(?=(?:and then|and also|then|after that|also)\s)|\s+(?=(?:\u062b\u0645|\u0648\u0628\u0639\u062f\u064a\u0646)\s)",
+    flags=re.IGNORECASE,
+)
+
+
+def clauses(text: str) -> list[str]:
+    """The sentences and chained steps of a command, each with at least two words."""
+    parts = (p.strip() for p in _CLAUSE_BREAK.split(text))
+    return [p for p in parts if len(p.split()) >= 2]
+
+
+def _per_text(window_probs: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
+    """Per text, the most restrictive of its windows' probabilities."""
+    if len(owner) == n:
+        return window_probs
+    return np.stack([most_restrictive(window_probs[owner == i]) for i in range(n)]).astype(np.float32)
 
 
 def _ort_session(path: Path, threads: int | None, stop_spinning: bool = False):
@@ -253,14 +342,14 @@ def _ort_session(path: Path, threads: int | None, stop_spinning: bool = False):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def _fast_encoder(tokenizer, max_length: int):
-    """A private copy of the Rust tokenizer, truncating to `max_length` and never padding:
-    the same ids as `tokenizer(text, truncation=True, max_length=...)` at a fraction of the cost."""
+def _fast_encoder(tokenizer):
+    """A private copy of the Rust tokenizer that never truncates or pads: the same ids as
+    `tokenizer(text)` at a fraction of the cost (windows are cut from it)."""
     from tokenizers import Tokenizer
 
     encoder = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
     encoder.no_padding()
-    encoder.enable_truncation(max_length)
+    encoder.no_truncation()
     return encoder
 
 

@@ -155,7 +155,7 @@ class _Calibration:
         self._feeds = iter(
             [
                 {k: v for k, v in predictor._batch_arrays([enc]).items() if k in predictor._onnx_inputs}
-                for enc in predictor._encode(list(texts))
+                for enc in predictor._encode(list(texts))[0]
             ]
         )
 

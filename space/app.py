@@ -267,10 +267,17 @@ class Classification:
         }
 
 
-def truncation_notice(max_tokens: int) -> str:
+def truncation_notice(max_chars: int) -> str:
     return (
-        f"The command is longer than the model reads ({max_tokens} tokens); only its beginning "
-        "was classified."
+        f"The command is longer than the gate accepts ({max_chars} characters): the rest was not "
+        "read, so the gate asks for confirmation rather than allowing it."
+    )
+
+
+def windows_notice(windows: int) -> str:
+    return (
+        f"A long command: read whole in {windows} overlapping parts and sentence by sentence; the "
+        "most cautious reading of each criterion counts."
     )
 
 
@@ -330,15 +337,15 @@ class CommandClassifier:
             chunk = todo[start : start + BATCH_CHUNK_ROWS]
             texts = [cleaned[i].text for i in chunk]
             with self._lock:
-                probs = self.predictor.predict_proba(texts)
-                truncated = [
-                    cleaned[i].cut or self.predictor.truncates(t) for i, t in zip(chunk, texts)
-                ]
-            for i, p, cut in zip(chunk, probs, truncated):
+                scores = self.predictor.score(texts)
+            for i, p, windows, full in zip(chunk, scores.probs, scores.windows, scores.read_in_full):
                 notices = list(cleaned[i].notices)
+                cut = cleaned[i].cut or not full
                 if cut:
-                    notices.append(truncation_notice(self.max_tokens))
-                result = gate(p, self.predictor.thresholds)
+                    notices.append(truncation_notice(MAX_INPUT_CHARS))
+                elif windows > 1:
+                    notices.append(windows_notice(int(windows)))
+                result = gate(p, self.predictor.thresholds, windows=int(windows), read_in_full=not cut)
                 results[i] = classification_from_gate(result, cleaned[i].text, notices, cut)
             if on_progress is not None:
                 on_progress(min(start + len(chunk), total), total)

@@ -48,3 +48,32 @@ def untrained_model_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("untrained_model")
     save_classifier(build_classifier(DEFAULT_BACKBONE), load_tokenizer(DEFAULT_BACKBONE), out)
     return out
+
+
+@pytest.fixture(scope="session")
+def gate_head_model_dir(tmp_path_factory) -> Path:
+    """The bundled backbone with a head fitted on real embeddings: logistic regression on the
+    pooled output of 32 hand-labeled commands (tests/fixtures/gate_head_commands.csv). Harmful
+    commands come out block (every yes-output low, risk high), harmless ones allow."""
+    import numpy as np
+    import torch
+    from sklearn.linear_model import LogisticRegression
+
+    from pipeline.modeling import build_classifier, load_tokenizer, save_classifier
+    from pipeline.schema import BINARY_ATTRIBUTES, MODEL_OUTPUTS
+
+    frame = pd.read_csv(FIXTURES / "gate_head_commands.csv")
+    model = build_classifier(DEFAULT_BACKBONE).eval()
+    tokenizer = load_tokenizer(DEFAULT_BACKBONE)
+    with torch.no_grad():
+        encoded = tokenizer(list(frame["text"]), padding=True, return_tensors="pt")
+        features = model.bert(**encoded).pooler_output.numpy()
+    fit = LogisticRegression(C=10, max_iter=2000).fit(features, frame["harmful"].to_numpy())
+    sign = torch.tensor([-1.0 if name in BINARY_ATTRIBUTES else 1.0 for name in MODEL_OUTPUTS])
+    with torch.no_grad():
+        model.classifier.weight.copy_(sign[:, None] * torch.tensor(fit.coef_[0], dtype=torch.float32)[None, :])
+        model.classifier.bias.copy_(sign * float(fit.intercept_[0]))
+    out = tmp_path_factory.mktemp("gate_head_model")
+    save_classifier(model, tokenizer, out)
+    assert np.mean(fit.predict(features) == frame["harmful"].to_numpy()) == 1.0
+    return out

@@ -167,13 +167,16 @@ def test_classify_any_unicode(space_resources):
     assert any("control character" in n for n in result.notices)
 
 
-def test_classify_truncates_texts_over_the_model_limit_with_a_notice(space_resources):
+def test_long_commands_are_read_in_parts_and_overlong_ones_are_never_allowed(space_resources):
     classifier = space_resources.classifier
     short = classifier.classify("book a table for two")
     long = classifier.classify("please book a table for two " * 60)
-    assert not short.truncated
-    assert long.truncated
-    assert any(f"({classifier.max_tokens} tokens)" in n for n in long.notices)
+    assert not short.truncated and not short.notices
+    assert not long.truncated
+    assert any("overlapping parts" in n for n in long.notices)
+    over = classifier.classify("please book a table for two " * 200)  # past the character limit
+    assert over.truncated and over.decision != "allow"
+    assert any("not read" in n for n in over.notices)
 
 
 def test_classify_many_keeps_order_and_skips_empty_rows(space_resources):
