@@ -26,6 +26,9 @@ from pipeline.llm import Completion, LLMError, ProviderConfig
 log = logging.getLogger(__name__)
 
 BATCH_URL = "/v1/chat/completions"
+# Job spec key holding the prompt version a batch was exported with: its answers are recorded
+# under that version even when the guide changed before they came back.
+BATCH_PROMPT_VERSION = "batch_prompt_version"
 JOB_HEADER = "X-LM-Action-Job"
 
 
@@ -79,8 +82,10 @@ def export_batch(
     path: Path,
     lease_s: float,
     limit: int | None = None,
+    version: str = "",
 ) -> ExportedBatch:
-    """Claim up to `limit` claimable jobs of `provider` and write their request lines to `path`.
+    """Claim up to `limit` claimable jobs of `provider` and write their request lines to `path`;
+    `version` (the prompt version) is kept in each job's spec for its answers' provenance.
 
     The file is written atomically; if writing fails, the claimed jobs are given back.
     """
@@ -100,6 +105,8 @@ def export_batch(
                 line = request_line(kind, claim.job_id, provider, messages_for(claim))
                 handle.write(json.dumps(line, ensure_ascii=False) + "\n")
         os.replace(tmp, path)
+        if version:
+            db.update_specs({c.job_id: {**c.spec, BATCH_PROMPT_VERSION: version} for c in claims})
     except BaseException:
         tmp.unlink(missing_ok=True)
         for claim in claims:

@@ -27,7 +27,7 @@ from typing import Any, Awaitable, Callable, Iterable, Mapping, Sequence
 import pandas as pd
 from tqdm.auto import tqdm
 
-from pipeline.batch import export_batch, import_batch
+from pipeline.batch import BATCH_PROMPT_VERSION, export_batch, import_batch
 from pipeline.balance import (
     DEFAULT_PROFILES,
     BalancePlan,
@@ -717,7 +717,7 @@ class GenerationWorker:
                 self.db.fail_attempt,
                 claim,
                 str(exc),
-                response_record(self.client, self.version, ERROR, error=exc),
+                response_record(self.client, claim.spec.get(BATCH_PROMPT_VERSION, self.version), ERROR, error=exc),
                 (),
                 self.config.retry_delay_s,
             )
@@ -726,7 +726,7 @@ class GenerationWorker:
         )
         if not parsed.rows:
             reasons = ", ".join(f"{k} x{v}" for k, v in sorted(parsed.reasons.items())) or "empty"
-            record = response_record(self.client, self.version, REJECTED, completion)
+            record = response_record(self.client, claim.spec.get(BATCH_PROMPT_VERSION, self.version), REJECTED, completion)
             return await asyncio.to_thread(
                 self.db.fail_attempt,
                 claim,
@@ -738,7 +738,7 @@ class GenerationWorker:
         result = await asyncio.to_thread(
             self.db.finish,
             claim,
-            response_record(self.client, self.version, OK, completion),
+            response_record(self.client, claim.spec.get(BATCH_PROMPT_VERSION, self.version), OK, completion),
             parsed.rows,
             (),
             parsed.rejections,
@@ -1121,6 +1121,7 @@ def batch_main(
                 args.export_batch,
                 config.batch_lease_hours * 3600,
                 args.batch_jobs,
+                version,
             )
             planned = f"{len(plan.requests)} new job(s), {plan.requested_rows} rows; " if plan else ""
             print(f"generate: planned {planned}wrote {out.jobs} request(s) for {provider.name} to {out.path} ({version})")

@@ -452,6 +452,18 @@ class JobDB:
                     worker=worker,
                 )
 
+    def update_specs(self, specs: Mapping[int, Mapping[str, Any]]) -> None:
+        """Replace the spec of jobs by id (keys the planner does not read, such as provenance)."""
+        if not specs:
+            return
+        with self._begin() as conn:
+            for job_id, spec in specs.items():
+                conn.execute(
+                    jobs.update()
+                    .where(jobs.c.id == job_id)
+                    .values(spec=json.dumps(spec, ensure_ascii=False, sort_keys=True))
+                )
+
     def held_claim(self, job_id: int) -> Claim | None:
         """The claim of a running job (held by a batch file, say), or None when it is not running."""
         with self._begin() as conn:

@@ -26,7 +26,7 @@ from sklearn.metrics import cohen_kappa_score
 
 from tqdm.auto import tqdm
 
-from pipeline.batch import export_batch, import_batch
+from pipeline.batch import BATCH_PROMPT_VERSION, export_batch, import_batch
 from pipeline.config import BuildLayout, ConfigError, stage_config, to_dict
 from pipeline.generate import (
     GenerateConfig,
@@ -254,7 +254,7 @@ class LabelWorker:
                 self.db.fail_attempt,
                 claim,
                 str(exc),
-                response_record(self.client, self.version, ERROR, error=exc),
+                response_record(self.client, claim.spec.get(BATCH_PROMPT_VERSION, self.version), ERROR, error=exc),
                 (),
                 self.config.retry_delay_s,
             )
@@ -264,14 +264,14 @@ class LabelWorker:
                 self.db.fail_attempt,
                 claim,
                 "no valid answer",
-                response_record(self.client, self.version, REJECTED, completion),
+                response_record(self.client, claim.spec.get(BATCH_PROMPT_VERSION, self.version), REJECTED, completion),
                 parsed.rejections,
                 self.config.retry_delay_s,
             )
         result = await asyncio.to_thread(
             self.db.finish,
             claim,
-            response_record(self.client, self.version, OK, completion),
+            response_record(self.client, claim.spec.get(BATCH_PROMPT_VERSION, self.version), OK, completion),
             (),
             parsed.answers,
             parsed.rejections,
@@ -622,6 +622,7 @@ def main(args: argparse.Namespace) -> int:
                 args.export_batch,
                 config.batch_lease_hours * 3600,
                 args.batch_jobs,
+                prompt_version(guide, LABEL_PROMPT_VERSION),
             )
             print(f"label: planned {added} new job(s); wrote {out.jobs} request(s) for {provider.name} to {out.path}")
             return 0

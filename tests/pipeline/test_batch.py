@@ -47,6 +47,8 @@ def test_export_writes_one_request_line_per_job_and_holds_the_jobs(tmp_path, see
         jobs = db.jobs_frame_rows(GENERATE)
         assert {j["state"] for j in jobs} == {RUNNING} and len(jobs) == len(lines)
         assert {x["custom_id"] for x in lines} == {f"generate:{j['id']}" for j in jobs}
+        # Answers are recorded under the prompt version the batch went out with.
+        assert all(json.loads(j["spec"])["batch_prompt_version"].startswith(PROMPT_VERSION + "+") for j in jobs)
         # A live worker finds nothing to claim while the batch holds the jobs.
         assert db.claim(GENERATE, ["writer-a"], "host:1:x", 60) is None
     for x in lines:
