@@ -141,6 +141,33 @@ def _training_section(train: dict | None) -> list[str]:
     return lines
 
 
+def _challenge_section(result: dict) -> list[str]:
+    """Test and challenge side by side, per model: the decision, block recall and false blocks,
+    and macro-F1 per attribute."""
+    models = result["models"]
+    lines = [
+        "## Test and challenge side by side",
+        "",
+        f"The challenge split ({result['splits'].get('challenge', 0)} rows) was written by a writer who "
+        "wrote no training rows, to trip keyword models in both directions; it is never trained or "
+        "tuned on and is scored with the thresholds tuned on validation.",
+        "",
+    ]
+    header = ["model", "split", "decision accuracy", "block recall", "false-block rate", "mean macro-F1"] + list(ATTRIBUTE_NAMES)
+    rows = []
+    for key, model in models.items():
+        for split in ("test", "challenge"):
+            if split not in model:
+                continue
+            m = model[split]
+            point = m["block"]["operating_point"]
+            rows.append(
+                [key, split, m["decision"]["accuracy"], point["recall"], point["false_block_rate"], m["mean_macro_f1"]]
+                + [m["attributes"][name]["macro_f1"] for name in ATTRIBUTE_NAMES]
+            )
+    return lines + _table(header, rows)
+
+
 def render_markdown(result: dict) -> str:
     """`eval.md` from the evaluation result."""
     models = result["models"]
@@ -157,6 +184,9 @@ def render_markdown(result: dict) -> str:
         "",
     ]
     lines += _table(["goal", "target", "reached", "met"], [[g["goal"], g["target"], g["value"], g["met"]] for g in result["goals"]])
+
+    if any("challenge" in m for m in models.values()):
+        lines += _challenge_section(result)
 
     lines += ["## Training", ""] + _training_section(result.get("train"))
 

@@ -29,6 +29,8 @@ from pipeline.metrics import (
     split_metrics,
 )
 from pipeline.schema import ATTRIBUTE_NAMES, BINARY_ATTRIBUTES, LABEL2ID, MODEL_OUTPUTS, RISK, targets_from_frame
+from pipeline.split import CHALLENGE
+
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +160,7 @@ class ModelScores:
     validation: np.ndarray
     test: np.ndarray
     seconds: float = 0.0
+    challenge: np.ndarray | None = None
 
 
 def goals(result_models: dict, config: EvaluateConfig) -> list[dict]:
@@ -213,9 +216,11 @@ def evaluate(
     test: pd.DataFrame,
     scores: dict[str, ModelScores],
     config: EvaluateConfig,
+    challenge: pd.DataFrame | None = None,
 ) -> dict:
-    """Tune every model's thresholds on validation and score validation and test; `scores` must
-    hold the LM-Action model under `MODEL_KEY`. Returns the content of `eval.json`."""
+    """Tune every model's thresholds on validation and score validation, test and (when given)
+    the challenge split with them; `scores` must hold the LM-Action model under `MODEL_KEY`.
+    Returns the content of `eval.json`."""
     if MODEL_KEY not in scores:
         raise ValueError(f"scores must include {MODEL_KEY!r}")
     models: dict[str, dict] = {}
@@ -233,10 +238,15 @@ def evaluate(
         }
         fpr, tpr = block_roc(gold_test_decisions, model.test, tuning.thresholds)
         models[key]["test"]["block"]["roc"] = {"false_block_rate": fpr, "recall": tpr}
+        if challenge is not None and model.challenge is not None:
+            models[key][CHALLENGE] = split_metrics(challenge, model.challenge, tuning.thresholds, rates)
     ours = scores[MODEL_KEY]
     thresholds = Thresholds(models[MODEL_KEY]["thresholds"])
+    splits = {"validation": int(len(validation)), "test": int(len(test))}
+    if challenge is not None:
+        splits[CHALLENGE] = int(len(challenge))
     return {
-        "splits": {"validation": int(len(validation)), "test": int(len(test))},
+        "splits": splits,
         "threshold_rule": THRESHOLD_RULE.format(**to_dict(config)),
         "config": to_dict(config),
         "models": models,
@@ -279,7 +289,9 @@ def predict_all(
     )
     val = predictor.predict_proba(splits["validation"]["text"].tolist(), progress=True)
     test = predictor.predict_proba(splits["test"]["text"].tolist(), progress=True)
-    out = {MODEL_KEY: ModelScores("LM-Action (fine-tuned)", val, test, time.perf_counter() - started)}
+    challenge = splits.get(CHALLENGE)
+    hard = None if challenge is None else predictor.predict_proba(challenge["text"].tolist(), progress=True)
+    out = {MODEL_KEY: ModelScores("LM-Action (fine-tuned)", val, test, time.perf_counter() - started, hard)}
     for kind in config.baselines:
         started = time.perf_counter()
         baseline = _baseline(kind, config)
@@ -290,6 +302,7 @@ def predict_all(
             baseline.predict_proba(splits["validation"]["text"].tolist()),
             baseline.predict_proba(splits["test"]["text"].tolist()),
             time.perf_counter() - started,
+            None if challenge is None else baseline.predict_proba(challenge["text"].tolist()),
         )
     return out
 
@@ -312,10 +325,13 @@ def main(args: argparse.Namespace) -> int:
     config = stage_config(EvaluateConfig, "evaluate", args.preset, args.overrides)
     layout = BuildLayout(args.build_dir)
     model_dir = args.model_dir or layout.model
-    splits = read_splits(args.splits_dir or layout.splits)
+    splits_dir = args.splits_dir or layout.splits
+    splits = read_splits(splits_dir)
+    if (splits_dir / f"{CHALLENGE}.parquet").is_file():
+        splits.update(read_splits(splits_dir, (CHALLENGE,)))
     started = time.perf_counter()
     scores = predict_all(model_dir, splits, config)
-    result = evaluate(splits["validation"], splits["test"], scores, config)
+    result = evaluate(splits["validation"], splits["test"], scores, config, splits.get(CHALLENGE))
     result["splits"]["train"] = int(len(splits["train"]))
     result["model_dir"] = str(model_dir)
     train_json = layout.reports / "train.json"

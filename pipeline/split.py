@@ -8,7 +8,12 @@ combination (`assign_splits`; scikit-learn's `StratifiedGroupKFold` does the sam
 took about 15 s for 5k rows on two busy cores, and fractions need not be whole folds). Afterwards every pair above the dedup
 threshold that crosses splits is counted; the stage fails if there is one.
 
-Writes build/data/splits/{train,validation,test}.parquet, the `datasets.DatasetDict` as
+The challenge split (`challenge_dir`, data/challenge) is written by a writer who wrote no
+training rows; it is cleaned like the corpus and never trained on or tuned on. A challenge row
+similar to a corpus row at the link threshold (or to an earlier challenge row at the dedup
+threshold) is left out, so it measures commands the model never saw.
+
+Writes build/data/splits/{train,validation,test,challenge}.parquet, the `datasets.DatasetDict` as
 Parquet under build/hub/dataset/data/, and the report (`pipeline.data_report`).
 """
 
@@ -32,6 +37,8 @@ from pipeline.schema import ATTRIBUTES, CONTRAST_OF, DOMAIN, ID, LANG, SOURCE, T
 log = logging.getLogger(__name__)
 
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
+CHALLENGE = "challenge"
+BUNDLED_CHALLENGE = "data/challenge"
 SPLIT, CLUSTER_ID = "split", "cluster_id"
 HUB_COLUMNS: tuple[str, ...] = (ID, TEXT, LANG, DOMAIN) + tuple(a.name for a in ATTRIBUTES) + (SOURCE, CONTRAST_OF, CLUSTER_ID)
 
@@ -59,6 +66,10 @@ class SplitConfig:
     what_if_random_split: bool = True
     projection: str = "pca"
     report: bool = True
+    # Folder of the challenge split's corpus files (relative to the repository); empty: none.
+    # The bundled data/challenge goes with the bundled corpus: a build whose `clean.seed_dir`
+    # names another corpus has no challenge split unless this names one.
+    challenge_dir: str = BUNDLED_CHALLENGE
 
     def __post_init__(self) -> None:
         if len(self.fractions) != 3 or any(f < 0 for f in self.fractions) or not math.isclose(sum(self.fractions), 1.0, abs_tol=1e-6):
@@ -175,6 +186,57 @@ def split(frame: pd.DataFrame, link_pairs: SimilarityPairs, dedup_pairs: Similar
     )
 
 
+@dataclass
+class ChallengeResult:
+    """The kept challenge rows and, per reason, the rows left out."""
+
+    frame: pd.DataFrame
+    left_out: dict[str, list[str]]
+
+
+def challenge_split(
+    corpus: pd.DataFrame, challenge: pd.DataFrame, pairs: SimilarityPairs, link: dict[str, float], dedup: dict[str, float]
+) -> ChallengeResult:
+    """Keep the challenge rows that no corpus row resembles. `pairs` are positions in
+    `corpus` followed by `challenge` (one joint search at the looser thresholds)."""
+    n = len(corpus)
+    linked = pairs.above(link)
+    cross = (linked.a < n) != (linked.b < n)
+    leaking = set(np.maximum(linked.a[cross], linked.b[cross]).tolist())
+    close = pairs.above(dedup)
+    inner = (close.a >= n) & (close.b >= n)
+    repeated = set(np.maximum(close.a[inner], close.b[inner]).tolist()) - leaking
+    dropped = leaking | repeated
+    keep = [i for i in range(n, n + len(challenge)) if i not in dropped]
+    frame = challenge.iloc[[i - n for i in keep]].reset_index(drop=True).copy()
+    frame[SPLIT] = CHALLENGE
+    frame[CLUSTER_ID] = np.arange(len(frame), dtype=np.int64) + int(corpus[CLUSTER_ID].max()) + 1 if len(corpus) else 0
+    ids = challenge[ID].to_numpy()
+    return ChallengeResult(
+        frame,
+        {
+            "similar_to_a_corpus_row": sorted(ids[i - n] for i in leaking),
+            "repeats_a_challenge_row": sorted(ids[i - n] for i in repeated),
+        },
+    )
+
+
+def read_challenge(config: SplitConfig, clean_config) -> pd.DataFrame | None:
+    """The challenge corpus, validated and cleaned like the corpus; None when there is none."""
+    from pipeline.clean import clean
+    from pipeline.config import REPO_ROOT
+    from pipeline.schema import corpus_files, load_corpus
+
+    if not config.challenge_dir or (clean_config.seed_dir and config.challenge_dir == BUNDLED_CHALLENGE):
+        return None
+    folder = Path(config.challenge_dir)
+    folder = folder if folder.is_absolute() else REPO_ROOT / folder
+    files = corpus_files(folder)
+    if not files:
+        return None
+    return clean(load_corpus(files), clean_config).frame
+
+
 # ---------------------------------------------------------------------------------------------
 # The Hub dataset
 
@@ -198,7 +260,8 @@ def to_dataset_dict(frame: pd.DataFrame):
 
     features = dataset_features()
     out = {}
-    for name in SPLITS:
+    names = list(SPLITS) + ([CHALLENGE] if (frame[SPLIT] == CHALLENGE).any() else [])
+    for name in names:
         part = frame[frame[SPLIT] == name].sort_values(ID, kind="stable")
         records = part[list(HUB_COLUMNS)].reset_index(drop=True).copy()
         for attribute in ATTRIBUTES:
@@ -214,7 +277,7 @@ def write_hub_dataset(dataset_dict, directory: Path) -> list[Path]:
     data_dir = directory / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
     for old in data_dir.glob("*.parquet"):
-        if old.name.split("-")[0] in SPLITS:
+        if old.name.split("-")[0] in SPLITS + (CHALLENGE,):
             old.unlink()
     paths = []
     for name, dataset in dataset_dict.items():
@@ -253,9 +316,24 @@ def main(args: argparse.Namespace) -> int:
     layout.splits.mkdir(parents=True, exist_ok=True)
     for name in SPLITS:
         write_frame(layout.splits / f"{name}.parquet", result.frame[result.frame[SPLIT] == name].reset_index(drop=True))
-    dataset_dict = to_dataset_dict(result.frame)
+    from pipeline.clean import CleanConfig
+
+    challenge_rows = read_challenge(config, stage_config(CleanConfig, "clean", args.preset, args.overrides))
+    challenge = None
+    (layout.splits / f"{CHALLENGE}.parquet").unlink(missing_ok=True)
+    if challenge_rows is not None:
+        joint = pd.concat([result.frame.drop(columns=[SPLIT, CLUSTER_ID]), challenge_rows], ignore_index=True)
+        joint_pairs = build_spaces(joint, dedup_config, embedder).search(loosest, dedup_config, embedder.device)
+        challenge = challenge_split(result.frame, challenge_rows, joint_pairs, config.link_thresholds(), dedup_thresholds)
+        write_frame(layout.splits / f"{CHALLENGE}.parquet", challenge.frame)
+        left = {k: len(v) for k, v in challenge.left_out.items()}
+        print(f"challenge: {len(challenge.frame)} of {len(challenge_rows)} rows kept; left out: {left}")
+    everything = result.frame if challenge is None else pd.concat([result.frame, challenge.frame], ignore_index=True)
+    dataset_dict = to_dataset_dict(everything)
     write_hub_dataset(dataset_dict, layout.hub_dataset)
     counts = result.counts()
+    if challenge is not None:
+        counts[CHALLENGE] = int(len(challenge.frame))
     print("split: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + f"; {len(np.unique(result.frame[CLUSTER_ID]))} groups")
     print(f"cross-split pairs above the dedup threshold: {result.cross_split_pairs}")
     print(f"wrote {layout.splits}/ and {layout.hub_dataset / 'data'}/")
@@ -267,6 +345,9 @@ def main(args: argparse.Namespace) -> int:
         "cross_split_pairs_above_dedup_threshold": result.cross_split_pairs,
         "groups_straddling_splits": result.straddling_groups,
         "link_pairs": {k: int((pairs.above(config.link_thresholds()).space == k).sum()) for k in (EMBEDDING, LEXICAL)},
+        "challenge": None
+        if challenge is None
+        else {"rows": int(len(challenge.frame)), "input_rows": int(len(challenge_rows)), "left_out": challenge.left_out},
         "config": to_dict(config),
     }
     write_json(layout.reports / "split.json", summary)

@@ -57,7 +57,7 @@ _STEPS = _words(
     r"ثم", r"وبعدين", r"بعد كذا", r"بعدها", r"وبعد ذلك", r"إذا", r"اذا", r"لو", r"في حال", r"وإلا", r"والا",
     r"أولا", r"أولاً", r"اولا", r"وبعد", r"وبعدها", r"بعد ما", r"قبل ما", r"لما", r"عندما",
 )
-_QUOTED = re.compile(r"(?:^|(?<=[\s:(]))[\"“«‘']([^\"”»’]{25,}?)[\"”»’'](?=[\s.,;:!?)]|$)")
+_QUOTED = re.compile(r"(?:^|(?<=[\s:(]))[\"“«‘']([^\"”»’]{20,}?)[\"”»’'](?=[\s.,;:!?)]|$)")
 _PASTE_MARK = _words(
     r"(?:email|e-mail|message|msg|text|dm|post|comment|tweet|review|page|article|log|error|output|note|reply|"
     r"letter|notice|invite|listing|says|said|reads|wrote|writes|pasted|below|this)\s*:",
@@ -165,7 +165,7 @@ def is_multi_step(text: str) -> bool:
 
 def has_pasted_content(text: str) -> bool:
     quoted = _QUOTED.search(text)
-    return bool(_PASTE_MARK.search(text)) or bool(quoted and len(quoted.group(1).split()) >= 6)
+    return bool(_PASTE_MARK.search(text)) or bool(quoted and len(quoted.group(1).split()) >= 4)
 
 
 def has_alarming_word(text: str) -> bool:

@@ -118,7 +118,9 @@ def test_evaluate_needs_the_model_scores(seed_sample):
 @pytest.mark.slow
 def test_cli_writes_the_report_and_the_tuned_thresholds(seed_sample, untrained_model_dir, tmp_path):
     build = tmp_path / "build"
-    write_splits(tiny_splits(seed_sample, (80, 40, 40)), build / "data" / "splits")
+    splits = tiny_splits(seed_sample, (80, 40, 40))
+    splits["challenge"] = tiny_splits(seed_sample.iloc[160:], (20, 0, 0))["train"]
+    write_splits(splits, build / "data" / "splits")
     shutil.copytree(untrained_model_dir, build / "model")
     preset = write_preset(tmp_path / "tiny.toml", {"evaluate": {"batch_size": 40, "max_length": 32}})
     assert cli(["evaluate", "--preset", str(preset), "--build-dir", str(build)]) == 0
@@ -126,13 +128,15 @@ def test_cli_writes_the_report_and_the_tuned_thresholds(seed_sample, untrained_m
     reports = build / "reports"
     result = json.loads((reports / "eval.json").read_text())
     assert set(result["models"]) == {"lm-action", "tfidf-logreg", "embedding-logreg"}
-    assert result["splits"] == {"train": 80, "validation": 40, "test": 40}
+    assert result["splits"] == {"train": 80, "validation": 40, "test": 40, "challenge": 20}
+    # the challenge split is scored by every model with the thresholds tuned on validation
+    assert all("challenge" in m for m in result["models"].values())
     for name in ATTRIBUTE_NAMES:
         assert 0.0 <= result["models"]["lm-action"]["test"]["attributes"][name]["macro_f1"] <= 1.0
     for file in result["figures"].values():
         assert (reports / file).stat().st_size > 0
     markdown = (reports / "eval.md").read_text()
-    for heading in ("## Goals", "## Attributes", "## Decisions", "## By language", "## By domain", "## Thresholds", "most confident errors"):
+    for heading in ("## Goals", "## Test and challenge side by side", "## Attributes", "## Decisions", "## By language", "## By domain", "## Thresholds", "most confident errors"):
         assert heading in markdown
     saved = json.loads((build / "model" / "config.json").read_text())[CONFIG_KEY]
     assert saved == pytest.approx(result["models"]["lm-action"]["thresholds"])
