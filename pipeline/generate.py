@@ -86,6 +86,8 @@ log = logging.getLogger(__name__)
 
 PROMPT_VERSION = "generate-v2"
 EXPORT_NAME = "generated.csv"
+# Beside the export: per row, its generator, job, prompt cell, batch file and prompt version.
+PROVENANCE_NAME = "generated.provenance.jsonl"
 SUMMARY_NAME = "generate_summary.json"
 LABELING_GUIDE = SEED_DIR / "LABELING.md"
 LANGUAGE_NAMES = {"en": "English", "ar": "Arabic (Modern Standard Arabic or a common dialect)"}
@@ -851,8 +853,8 @@ def export_generated(db: JobDB, out_dir: Path, require_agreement: bool) -> Expor
     path = out_dir / EXPORT_NAME
     left_out = len(rows) - len(keep) - waiting
     if not keep:
-        if path.exists():
-            path.unlink()
+        for stale in (path, out_dir / PROVENANCE_NAME):
+            stale.unlink(missing_ok=True)
         return ExportResult(None, 0, waiting, left_out)
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -862,7 +864,19 @@ def export_generated(db: JobDB, out_dir: Path, require_agreement: bool) -> Expor
         for r in keep:
             writer.writerow({**{c: r.get(c, "") for c in CORPUS_COLUMNS}, CONTRAST_OF: ""})
     os.replace(tmp, path)
+    kept = {r["id"] for r in keep}
+    provenance = [p for p in db.row_provenance() if p["id"] in kept]
+    write_jsonl(out_dir / PROVENANCE_NAME, provenance)
     return ExportResult(path, len(keep), waiting, left_out)
+
+
+def write_jsonl(path: Path, records: Iterable[Mapping[str, Any]]) -> None:
+    """One JSON object per line, written atomically."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
+    os.replace(tmp, path)
 
 
 @dataclass

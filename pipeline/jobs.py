@@ -771,6 +771,44 @@ class JobDB:
     def accepted_rows_conn(conn: Connection) -> list[dict[str, Any]]:
         return [dict(r._mapping) for r in conn.execute(sa.select(rows).order_by(rows.c.id))]
 
+    def row_provenance(self) -> list[dict[str, Any]]:
+        """Per accepted row: who wrote it (provider, model), the job and prompt cell it answered,
+        where the answer came from (endpoint or batch file) and the prompt version."""
+        query = (
+            sa.select(
+                rows.c.id,
+                rows.c.provider,
+                responses.c.model,
+                rows.c.job_id,
+                jobs.c.spec,
+                responses.c.endpoint,
+                responses.c.prompt_version,
+                rows.c.verdict,
+            )
+            .join(jobs, jobs.c.id == rows.c.job_id)
+            .join(responses, responses.c.id == rows.c.response_id)
+            .order_by(rows.c.id)
+        )
+        with self._begin() as conn:
+            out = []
+            for r in conn.execute(query):
+                spec = json.loads(r.spec)
+                cell = {k: spec[k] for k in ("lang", "domain", "labels") if k in spec}
+                out.append(
+                    {
+                        "id": r.id,
+                        "generator": r.provider,
+                        "model": r.model,
+                        "job_id": r.job_id,
+                        "cell": cell,
+                        "style_variant": spec.get("variant"),
+                        "endpoint": r.endpoint,
+                        "prompt_version": r.prompt_version,
+                        "verdict": r.verdict,
+                    }
+                )
+            return out
+
     @staticmethod
     def count_jobs_conn(conn: Connection, kind: str) -> int:
         return int(conn.execute(sa.select(sa.func.count()).where(jobs.c.kind == kind)).scalar_one())

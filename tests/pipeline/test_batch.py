@@ -78,6 +78,11 @@ def test_imported_answers_pass_the_same_checks_and_keep_their_provenance(tmp_pat
         assert rows and {r["source"] for r in rows} == {"writer-a-model"}
     exported = load_corpus([build / "generated" / EXPORT_NAME])
     assert set(exported["id"]) == {r["id"] for r in rows}
+    provenance = [json.loads(x) for x in (build / "generated" / "generated.provenance.jsonl").read_text().splitlines()]
+    assert {p["id"] for p in provenance} == set(exported["id"])
+    assert all(p["generator"] == "writer-a" and p["endpoint"] == "batch:output.jsonl" for p in provenance)
+    by_id = exported.set_index("id")
+    assert all(p["cell"]["labels"]["risk"] == by_id.loc[p["id"], "risk"] and p["cell"]["domain"] == by_id.loc[p["id"], "domain"] for p in provenance)
     # The same file again: every job it answered is no longer held, nothing is stored twice.
     assert cli(import_args) == 1
     with jobs_db(build) as db:
