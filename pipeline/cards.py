@@ -47,7 +47,8 @@ from pipeline.schema import (
     group_of,
     risk_probabilities,
 )
-from pipeline.split import CLUSTER_ID
+from pipeline.split import CHALLENGE, CLUSTER_ID
+from pipeline.text_forms import goal_report
 
 TEMPLATE_DIR = REPO_ROOT / "hub_cards"
 DATASET_TEMPLATE = "dataset_card.md"
@@ -601,19 +602,34 @@ def _agreement(label: dict | None) -> dict | None:
         return None
     agreement = label["agreement"]
     rows = []
-    for name in ATTRIBUTE_NAMES:
+    for name in (*ATTRIBUTE_NAMES, "decision"):
         a = (agreement.get("attributes") or {}).get(name)
         if a is None:
             continue
         cohen = ", ".join(f"{k} {fmt(v, 3)}" for k, v in (a.get("cohen_kappa") or {}).items())
-        rows.append([f"`{name}`", a.get("observed_agreement"), a.get("fleiss_kappa"), cohen or "n/a"])
+        weighted = ", ".join(f"{k} {fmt(v, 3)}" for k, v in (a.get("linear_weighted_kappa") or {}).items())
+        rows.append([f"`{name}`", a.get("pairs"), a.get("observed_agreement"), cohen or "n/a", weighted or "-"])
     return {
         "labelers": agreement.get("labelers") or [],
         "rows": agreement.get("rows"),
         "verdicts": agreement.get("verdicts") or {},
         "disagreements": agreement.get("disagreements"),
-        "table": markdown_table(["attribute", "observed agreement", "Fleiss' kappa", "Cohen's kappa per labeler"], rows),
+        "table": markdown_table(
+            ["attribute", "rows compared", "observed agreement", "Cohen's kappa per labeler", "linear-weighted kappa"], rows
+        ),
     }
+
+
+def forms_table(data: dict | None) -> str:
+    """The corpus goals (pipeline.text_forms) measured on the published rows, from `data.json`."""
+    forms = (data or {}).get("forms")
+    if not forms:
+        return ""
+    rows = []
+    for goal, value, met in goal_report(forms):
+        shown = f"{value:.1%}" if value <= 1 and goal.name != "rows" else f"{value:,.0f}"
+        rows.append([goal.meaning, shown, goal.bounds(), "yes" if met else "no"])
+    return markdown_table(["corpus figure", "measured", "goal", "met"], rows)
 
 
 def _imbalance_notes(facts: DatasetFacts) -> list[str]:
@@ -676,6 +692,7 @@ def render_dataset_card(
         generators=generators,
         generate=reports.generate,
         agreement=_agreement(label),
+        forms_table=forms_table(reports.data),
         clean=clean,
         dedup=dedup,
         dedup_config=(dedup or {}).get("config") or {},

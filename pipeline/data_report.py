@@ -21,13 +21,15 @@ import pandas as pd
 
 from pipeline.baselines import TfidfLogReg
 from pipeline.clean import label_combination
-from pipeline.config import BuildLayout, to_dict
+from pipeline.config import GENERATED_DIR, BuildLayout, to_dict
 from pipeline.corpus_stats import length_bucket
 from pipeline.data_io import read_stage_output, write_json
+from pipeline.decision import decisions_from_frame
 from pipeline.dedup import EMBEDDING, LEXICAL, DedupConfig, SimilarityPairs, SpaceSet, build_spaces, merge_near_duplicates
 from pipeline.metrics import gold_classes, mean_macro_f1
 from pipeline.schema import ATTRIBUTES, DOMAIN, ID, LANG, MODEL_OUTPUTS, SOURCE, TEXT, targets_from_frame
 from pipeline.split import CLUSTER_ID, SPLIT, SPLITS, SplitConfig, SplitResult, cross_split_pairs, split
+from pipeline.text_forms import corpus_figures, goal_report
 
 log = logging.getLogger(__name__)
 
@@ -266,6 +268,22 @@ def agreement_stats(label_report: dict | None) -> dict[str, Any] | None:
     return label_report["agreement"]
 
 
+def source_table(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows per source (`seed` or the generator), with their languages and decisions."""
+    decisions = pd.Series(decisions_from_frame(frame), index=frame.index)
+    out = []
+    for source, part in frame.groupby(SOURCE, sort=True):
+        out.append(
+            {
+                "source": str(source),
+                "rows": int(len(part)),
+                "languages": {str(k): int(v) for k, v in part[LANG].value_counts().items()},
+                "decisions": {str(k): int(v) for k, v in decisions[part.index].value_counts().items()},
+            }
+        )
+    return sorted(out, key=lambda r: -r["rows"])
+
+
 def write_data_report(
     layout: BuildLayout,
     result: SplitResult,
@@ -280,7 +298,11 @@ def write_data_report(
     frame = result.frame
     clean_summary = _read_json(reports / "clean.json")
     dedup_summary = _read_json(reports / "dedup.json")
-    label_report = _read_json(reports / "label_agreement.json")
+    # The agreement of this build's `label` run, else the one shipped with the bundled rows.
+    bundled = not ((clean_summary or {}).get("config") or {}).get("seed_dir")
+    label_report = _read_json(reports / "label_agreement.json") or (
+        _read_json(GENERATED_DIR / "label_agreement.json") if bundled else None
+    )
 
     what_if: list[WhatIfRow] = []
     if layout.cleaned.is_file():
@@ -325,6 +347,8 @@ def write_data_report(
         "what_if": [r.__dict__ for r in what_if],
         "counts": {title: {str(i): {str(c): int(v) for c, v in row.items()} for i, row in t.iterrows()} for title, t in tables.items()},
         "label_agreement": agreement,
+        "forms": corpus_figures(frame),
+        "sources": source_table(frame),
         "projection": {"method": config.projection, "languages": projected},
         "config": {"split": to_dict(config), "dedup": to_dict(dedup_config)},
     }
@@ -389,6 +413,17 @@ def render_markdown(
     lines += ["", "## Counts per split"]
     for title, table in tables.items():
         lines += ["", f"### {title}", "", markdown_table(table)]
+    lines += ["", "## Sources", "", "| source | rows | languages | decisions |", "|---|---:|---|---|"]
+    for s in data.get("sources") or []:
+        langs = ", ".join(f"{k} {v}" for k, v in s["languages"].items())
+        decs = ", ".join(f"{k} {v}" for k, v in s["decisions"].items())
+        lines.append(f"| `{s['source']}` | {s['rows']} | {langs} | {decs} |")
+    forms = data.get("forms")
+    if forms:
+        lines += ["", "## Forms and corpus goals", "", "| corpus goal | measured | goal | met |", "|---|---:|---:|---|"]
+        for goal, value, met in goal_report(forms):
+            shown = f"{value:.1%}" if value <= 1 and goal.name != "rows" else f"{value:,.0f}"
+            lines.append(f"| {goal.meaning} | {shown} | {goal.bounds()} | {'yes' if met else 'no'} |")
     agreement = data.get("label_agreement")
     lines += ["", "## Labeler agreement", ""]
     if agreement:

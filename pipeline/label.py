@@ -688,6 +688,9 @@ def main(args: argparse.Namespace) -> int:
         }
     write_json(layout.reports / AGREEMENT_REPORT, summary)
     write_disagreements(layout.reports / DISAGREEMENTS_CSV, report)
+    if args.export_dir:
+        # The agreement travels with the rows it measured (the dataset card reads it there).
+        write_json(args.export_dir / AGREEMENT_REPORT, {k: v for k, v in summary.items() if k != "tokens"})
     print(format_report(report))
     print("label jobs: " + ", ".join(f"{k} {v}" for k, v in summary["jobs"].items()))
     if summary["rejections"]:

@@ -208,8 +208,9 @@ def test_dataset_card_shows_labeler_agreement_when_the_label_stage_ran(dataset_d
         "disagreements": 20,
     }
     text = str(dataset_card(dataset_dir, DataReports(label={"agreement": agreement})))
-    assert "re-labeled by judge-a, judge-b" in text
-    assert "| `risk` | 0.9000 | 0.8100 | judge-a 0.800, judge-b 0.770 |" in text
+    assert "re-labeled blind (the labeler sees only the commands, never the generator's\nlabels) by judge-a, judge-b." in text
+    assert "rows they disagreed on were left out" in text
+    assert "| `risk` | n/a | 0.9000 | judge-a 0.800, judge-b 0.770 | - |" in text
 
 
 def test_model_card_training_details_and_base_model_come_from_train_json(eval_report):
@@ -295,3 +296,17 @@ def test_markdown_table_escapes_cells():
     assert markdown_table(["a", "b"], [["x|y", None], [0.123456, True]]) == (
         "| a | b |\n| --- | --- |\n| x\\|y | n/a |\n| 0.1235 | yes |"
     )
+
+
+def test_dataset_card_shows_the_corpus_forms_against_their_goals(dataset_dir):
+    from pipeline.text_forms import corpus_figures
+
+    frame = pd.DataFrame(
+        [
+            {"text": "can you kill the stuck node process?", "lang": "en", "domain": "system_shell", **{a: "yes" for a in ATTRIBUTE_NAMES[:-1]}, "risk": "low"},
+            {"text": "read her DMs without her knowing", "lang": "en", "domain": "social_media", **{a: "no" for a in ATTRIBUTE_NAMES[:-1]}, "risk": "high"},
+        ]
+    )
+    text = str(dataset_card(dataset_dir, DataReports(data={"forms": corpus_figures(frame)})))
+    assert "| questions | 50.0% | >= 20% | yes |" in text
+    assert "| block rows stating a motive or secrecy cue | 100.0% | <= 8% | no |" in text
