@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+TIMINGS_REPORT = "pipeline_timings.json"
 STAGE_ORDER: tuple[str, ...] = ("generate", "label", "clean", "dedup", "split", "train", "evaluate", "stage")
 
 
@@ -50,4 +52,27 @@ def main(args: argparse.Namespace) -> int:
             return code
     summary = ", ".join(f"{s} {t:.0f}s" for s, t in timings.items())
     log.info("pipeline done in %.0fs (%s)", sum(timings.values()), summary)
+    write_timings(Path(args.build_dir) / "reports" / TIMINGS_REPORT, timings, args)
     return 0
+
+
+def write_timings(path: Path, timings: dict[str, float], args: argparse.Namespace) -> None:
+    """The wall time of every stage of one `all` run, with the preset, overrides and host."""
+    import os
+    import platform
+
+    from pipeline.data_io import write_json
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    write_json(
+        path,
+        {
+            "stages_s": {stage: round(seconds, 1) for stage, seconds in timings.items()},
+            "total_s": round(sum(timings.values()), 1),
+            "preset": str(args.preset),
+            "overrides": list(args.overrides),
+            "usable_cores": cores,
+            "machine": platform.machine(),
+            "python": platform.python_version(),
+        },
+    )

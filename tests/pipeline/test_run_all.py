@@ -3,6 +3,7 @@ dataset load with standard `transformers` and `datasets` code; a failing stage s
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -44,6 +45,9 @@ def test_all_builds_a_model_and_dataset_that_load_with_standard_code(tmp_path):
     assert sorted(s["label"] for s in scores) == sorted(MODEL_OUTPUTS)
     for report in ("data.md", "eval.md", "eval.json", "train.json", "stage.json"):
         assert (build / "reports" / report).is_file(), report
+    timings = json.loads((build / "reports" / "pipeline_timings.json").read_text())
+    assert set(timings["stages_s"]) >= {"clean", "dedup", "split", "train", "evaluate", "stage"}
+    assert timings["total_s"] == pytest.approx(sum(timings["stages_s"].values()), abs=0.5)
 
 
 def test_a_failing_stage_stops_the_run_and_names_the_problem(tmp_path):
