@@ -459,10 +459,33 @@ def read_batch_file(path: str | Path, max_rows: int = MAX_BATCH_ROWS) -> BatchIn
     return BatchInput(name, texts, extra.reset_index(drop=True))
 
 
+def _check_field_counts(name: str, content: str) -> None:
+    """Refuse a CSV row with more or fewer fields than the header, naming its line: pandas
+    would silently read the extra leading fields of such a row as the index and classify
+    the wrong field as the command."""
+    reader = csv.reader(io.StringIO(content))
+    header: tuple[int, int] | None = None  # (line, fields)
+    line = 1
+    for fields in reader:
+        start, line = line, reader.line_num + 1
+        if not fields:
+            continue  # a blank line, skipped like pandas does
+        if header is None:
+            header = (start, len(fields))
+        elif len(fields) != header[1]:
+            count = f"{len(fields)} field" + ("" if len(fields) == 1 else "s")
+            raise BatchFileError(
+                f"{name}: line {start} has {count} but the header (line {header[0]}) "
+                f"has {header[1]}. Quote every field that contains a comma (\"like, this\") so "
+                "each row has one field per column."
+            )
+
+
 def _read_batch_csv(name: str, content: str) -> tuple[list[str], pd.DataFrame]:
     if not content.strip():
         return [], pd.DataFrame()
     try:
+        _check_field_counts(name, content)
         frame = pd.read_csv(io.StringIO(content), dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, csv.Error) as exc:
         raise BatchFileError(f"{name}: not a valid CSV file ({exc}).") from exc
@@ -480,11 +503,12 @@ def _read_batch_csv(name: str, content: str) -> tuple[list[str], pd.DataFrame]:
 
 
 def batch_frame(batch: BatchInput, results: Sequence[Classification]) -> pd.DataFrame:
-    """Every output per command: labels, probabilities, decision, reasons, uncertainty, notes;
-    the file's other columns follow (prefixed `input_` where a name is taken)."""
+    """Every output per command: the cleaned text it classified, labels, probabilities,
+    decision, reasons, uncertainty, notes; the file's other columns follow (prefixed `input_`
+    where a name is taken)."""
     rows = []
-    for text, r in zip(batch.texts, results):
-        row: dict[str, Any] = {"text": text, "decision": r.decision or ""}
+    for r in results:
+        row: dict[str, Any] = {"text": r.text, "decision": r.decision or ""}
         for name in ATTRIBUTE_NAMES:
             row[name] = r.labels.get(name, "")
         row["uncertain"] = (YES if r.uncertain else "no") if r.decision else ""
@@ -501,6 +525,32 @@ def batch_frame(batch: BatchInput, results: Sequence[Classification]) -> pd.Data
     out = pd.DataFrame(rows)
     extra = batch.extra.rename(columns=lambda c: f"input_{c}" if c in out.columns else c)
     return pd.concat([out, extra.reset_index(drop=True)], axis=1)
+
+
+# A cell starting with one of these runs as a formula in a spreadsheet (OWASP CSV injection);
+# OWASP also lists tab and carriage return, which `csv_safe_cell` removes first with the other
+# control characters. Full-width forms are treated alike, in case a spreadsheet folds them.
+FORMULA_STARTS = ("=", "+", "-", "@")
+
+
+def csv_safe_cell(value: object) -> object:
+    """A CSV cell or header that a spreadsheet shows as text: control characters removed (line
+    feeds kept) and, where it starts like a formula, a single quote in front. Numbers pass."""
+    if not isinstance(value, str):
+        return value
+    text = "".join(ch for ch in value if ch == "\n" or unicodedata.category(ch) != "Cc")
+    first = text.lstrip(" ")[:1]
+    if first and unicodedata.normalize("NFKC", first) in FORMULA_STARTS:
+        return "'" + text
+    return text
+
+
+def write_batch_csv(frame: pd.DataFrame, path: Path) -> None:
+    """Write `frame` as UTF-8 CSV (with a BOM, for Excel) in which no cell or header can run as
+    a formula (`csv_safe_cell`)."""
+    frame.rename(columns=csv_safe_cell).map(csv_safe_cell).to_csv(
+        path, index=False, encoding="utf-8-sig"
+    )
 
 
 def batch_summary(name: str, frame: pd.DataFrame) -> str:
@@ -876,7 +926,7 @@ def build_app(res: SpaceResources, space_ref: str | None = None) -> "gr.Blocks":
         frame = batch_frame(batch, results)
         # Beside the upload, in Gradio's cache, which `delete_cache` empties.
         out_path = Path(file).with_name(f"{Path(batch.name).stem}-classified.csv")
-        frame.to_csv(out_path, index=False, encoding="utf-8-sig")
+        write_batch_csv(frame, out_path)
         return batch_summary(batch.name, frame), frame[list(TABLE_COLUMNS)], str(out_path)
 
     examples = decision_examples(res.dataset)
