@@ -464,6 +464,16 @@ class JobDB:
                     .values(spec=json.dumps(spec, ensure_ascii=False, sort_keys=True))
                 )
 
+    @staticmethod
+    def label_job_rows_conn(conn: Connection) -> set[str]:
+        """Ids of every row any label job (open, done or failed) asked about."""
+        specs = conn.execute(sa.select(jobs.c.spec).where(jobs.c.kind == LABEL))
+        return {rid for (spec,) in specs for rid in json.loads(spec).get("row_ids", [])}
+
+    def label_job_rows(self) -> set[str]:
+        with self._begin() as conn:
+            return self.label_job_rows_conn(conn)
+
     def held_claim(self, job_id: int) -> Claim | None:
         """The claim of a running job (held by a batch file, say), or None when it is not running."""
         with self._begin() as conn:

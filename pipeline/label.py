@@ -185,6 +185,17 @@ def labeling_sample(rows: Sequence[Mapping[str, Any]], n: int, seed: int) -> set
     return chosen
 
 
+def new_sample(rows: Sequence[Mapping[str, Any]], asked: set[str], config: GenerateConfig) -> list[str]:
+    """The rows a new labeling pass asks about: with `label_sample_rows`, a stratified sample
+    among the rows no pass has asked about or settled yet (so each new batch of rows gets a
+    sample of its own and earlier left-out rows stay out); else every row not asked yet."""
+    fresh = [r for r in rows if r.get("verdict") is None and r["id"] not in asked]
+    if not config.label_sample_rows:
+        return [r["id"] for r in fresh]
+    chosen = labeling_sample(fresh, config.label_sample_rows, config.seed)
+    return [r["id"] for r in fresh if r["id"] in chosen]
+
+
 def plan_labeling(
     db: JobDB,
     config: GenerateConfig,
@@ -199,8 +210,9 @@ def plan_labeling(
 
     def plan(conn: Any) -> int:
         rows = db.accepted_rows_conn(conn)
-        sample = labeling_sample(rows, config.label_sample_rows, config.seed)
         answered = db.answered_conn(conn)
+        asked = db.label_job_rows_conn(conn)
+        sample = asked | set(new_sample(rows, asked, config))
         rejected = db.label_rejections_conn(conn)
         in_jobs = {(rid, p) for p, spec in db.open_specs(conn, LABEL) for rid in spec["row_ids"]}
         specs = []
@@ -664,7 +676,8 @@ def main(args: argparse.Namespace) -> int:
         labelers = models.labelers if models else []
         rows = db.accepted_rows()
         answers = db.label_answers()
-        sample = labeling_sample(rows, config.label_sample_rows, config.seed) if config.label_sample_rows else None
+        # Sampled passes: a row no label job asked about was left out of every sample.
+        sample = db.label_job_rows() | {a["row_id"] for a in answers} if config.label_sample_rows else None
         row_verdicts = verdicts(
             rows, answers, labelers, config.label_attributes, config.label_quorum, sample, db.adjudications()
         )

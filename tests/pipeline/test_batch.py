@@ -172,3 +172,36 @@ def test_label_sample_is_stratified_by_decision_and_language():
     assert sum(c.startswith("b") for c in chosen) == 6
     assert sum(c.startswith("a") for c in chosen) == 12 and sum(c.startswith("c") for c in chosen) == 12
     assert labeling_sample(rows, 30, seed=0) == chosen
+
+
+def test_a_second_sampled_pass_asks_only_about_new_rows_and_keeps_the_old_ones(tmp_path, seed_dir):
+    build = tmp_path / "build"
+    models = models_file(tmp_path / "m.toml", labelers=True)
+    label_base = ["label", "--models", str(models), "--build-dir", str(build), "--no-progress", "--set", "generate.label_sample_rows=4"]
+    asked_by_pass = []
+    with LLMServer() as server:
+        for n, rows in enumerate((12, 24)):
+            requests, output = tmp_path / f"gen{n}.requests.jsonl", tmp_path / f"gen{n}.output.jsonl"
+            export(build, models, seed_dir, requests, rows)
+            server.run_batch(requests, output)
+            assert cli(generate_args(build, models, seed_dir, rows, "--generator", "writer-a", "--import-batch", str(output))) == 0
+            with jobs_db(build) as db:
+                before = {r["id"] for r in db.accepted_rows()}
+            label_requests, label_output = tmp_path / f"label{n}.requests.jsonl", tmp_path / f"label{n}.output.jsonl"
+            assert cli(label_base + ["--labeler", "blind", "--export-batch", str(label_requests)]) == 0
+            asked = set()
+            for line in label_requests.read_text().splitlines():
+                prompt = json.loads(line)["body"]["messages"][1]["content"]
+                asked |= {c["id"] for c in json.JSONDecoder().raw_decode(prompt.split("Commands: ")[1])[0]}
+            asked_by_pass.append((before, asked))
+            server.run_batch(label_requests, label_output)
+            assert cli(label_base + ["--labeler", "blind", "--import-batch", str(label_output)]) == 0
+    (first_rows, first_asked), (all_rows, second_asked) = asked_by_pass
+    assert len(first_asked) == 4 and len(second_asked) == 4
+    assert not second_asked & first_rows  # the second pass samples the new rows only
+    with jobs_db(build) as db:
+        verdicts = {r["id"]: r["verdict"] for r in db.accepted_rows()}
+    assert {verdicts[i] for i in first_rows - first_asked} == {"unsampled"}
+    assert {verdicts[i] for i in first_asked | second_asked} == {"agreed"}
+    exported = load_corpus([build / "generated" / EXPORT_NAME])
+    assert set(exported["id"]) == all_rows  # nothing left waiting
