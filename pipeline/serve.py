@@ -430,11 +430,14 @@ REFUSALS = {
 
 
 def create_api(
-    predictor: Predictor, model_name: str | None = None, lock: threading.Lock | None = None
+    predictor: Predictor,
+    model_name: str | None = None,
+    lock: threading.Lock | None = None,
+    openapi_url: str = "/openapi.json",
 ) -> FastAPI:
     """The gate's HTTP API around a loaded `predictor`. `model_name` is what responses name
     (default: the model folder's name); `lock` serializes model calls (pass the one other users
-    of the same predictor hold)."""
+    of the same predictor hold); the schema is served at `openapi_url` and read by `/docs`."""
     model = model_name or predictor.model_dir.name
     lock = lock or threading.Lock()
     api = FastAPI(
@@ -446,6 +449,7 @@ def create_api(
             f"them. Up to {MAX_COMMANDS} commands of {MAX_COMMAND_CHARS:,} characters per request."
         ),
         max_body_size=MAX_BODY_BYTES,
+        openapi_url=openapi_url,
     )
     api.add_exception_handler(RequestValidationError, _invalid_request)
 

@@ -51,10 +51,15 @@ def serving(app):
 
 
 @pytest.fixture(scope="module")
-def api_url(gate_head_model_dir):
+def predictor(gate_head_model_dir):
     from pipeline.inference import Predictor
 
-    with serving(create_api(Predictor(gate_head_model_dir), model_name="lm-action-test")) as url:
+    return Predictor(gate_head_model_dir)
+
+
+@pytest.fixture(scope="module")
+def api_url(predictor):
+    with serving(create_api(predictor, model_name="lm-action-test")) as url:
         yield url
 
 
@@ -271,6 +276,13 @@ def test_openapi_schema_documents_routes_and_every_field(http):
     responses = schema["paths"]["/v1/classify"]["post"]["responses"]
     assert {"200", "413", "422"} <= set(responses)
     assert "swagger" in http.get("/docs").text.lower()
+
+
+def test_schema_can_move_and_docs_follow_it(predictor):
+    with serving(create_api(predictor, openapi_url="/v1/openapi.json")) as url:
+        assert httpx.get(f"{url}/openapi.json").status_code == 404
+        assert "/v1/classify" in httpx.get(f"{url}/v1/openapi.json").json()["paths"]
+        assert "/v1/openapi.json" in httpx.get(f"{url}/docs").text
 
 
 def test_healthz_names_the_model_and_backend(http):
