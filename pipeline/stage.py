@@ -50,10 +50,11 @@ from pipeline.cards import (
     render_space_readme,
     space_card_data,
 )
-from pipeline.config import REPO_ROOT, BuildLayout, stage_config
+from pipeline.config import REPO_ROOT, BuildLayout, ConfigError, stage_config
 from pipeline.data_io import StageInputError, write_json
 from pipeline.decision import CONFIG_KEY, Thresholds
 from pipeline.evaluate import MODEL_KEY
+from pipeline.onnx_export import TOLERANCES as ONNX_TOLERANCES, OnnxExportConfig, OnnxParityError, export_onnx
 from pipeline.schema import ATTRIBUTES
 from pipeline.split import SPLITS
 
@@ -67,6 +68,7 @@ SPACE_ENTRY = "space.app"  # the module the Space runs; its imports decide what 
 SPACE_REQUIREMENTS = REPO_ROOT / "space" / "requirements.txt"  # maintained with space/app.py
 SKIPPED_PARTS = (".git", ".cache", "__pycache__")  # never part of a Hub folder
 HASH_CHUNK = 1 << 20
+CARD_DATA_HASH = re.compile(r"^\| trained on data hash \| `([0-9a-f]{64})` \|", re.MULTILINE)  # the model card's row
 
 
 @dataclass
@@ -84,8 +86,22 @@ class StageConfig:
     tags: list[str] = field(default_factory=lambda: ["agents", "safety", "guardrails", "multilingual"])
     onnx: bool = True  # export onnx/model.onnx into the staged model
     onnx_quantize: bool = True  # also onnx/model_quantized.onnx (dynamic int8)
+    # Parity of the ONNX files with torch on the parity texts (onnx_<name> for each name in
+    # pipeline.onnx_export.TOLERANCES); beyond one, `stage` fails and build/hub/model is kept as it was.
+    onnx_max_abs_diff_fp32: float = OnnxExportConfig.max_abs_diff_fp32  # largest probability difference, fp32
+    onnx_max_abs_diff_int8: float = OnnxExportConfig.max_abs_diff_int8  # ... int8
+    onnx_max_label_change_int8: float = OnnxExportConfig.max_label_change_int8  # share of labels int8 may change
     dataset_figures: list[str] = field(default_factory=lambda: ["data*.png"])  # report PNGs the dataset card shows
     model_figures: list[str] = field(default_factory=lambda: ["eval_*.png", "train_*.png"])  # ... the model card shows
+
+    def __post_init__(self) -> None:
+        for name in ONNX_TOLERANCES:
+            if not 0.0 <= getattr(self, f"onnx_{name}") <= 1.0:
+                raise ConfigError(f"[stage] onnx_{name} must be in [0, 1], got {getattr(self, f'onnx_{name}')}")
+
+    def onnx_export_config(self) -> OnnxExportConfig:
+        tolerances = {name: getattr(self, f"onnx_{name}") for name in ONNX_TOLERANCES}
+        return OnnxExportConfig(quantize=self.onnx_quantize, **tolerances)
 
 
 @dataclass
@@ -169,6 +185,16 @@ def data_hash(dataset_dir: Path) -> str:
     for rel in files:
         digest.update(f"{rel}\t{file_sha256(dataset_dir / rel)}\n".encode())
     return digest.hexdigest()
+
+
+def model_data_hash(model_dir: Path) -> str | None:
+    """The data hash a staged model folder's card records (its `trained on data hash` row, from
+    hub_cards/model_card.md), or None when the folder has no card or the card no hash."""
+    card = Path(model_dir) / CARD
+    if not card.is_file():
+        return None
+    match = CARD_DATA_HASH.search(card.read_text(encoding="utf-8", errors="replace"))
+    return match.group(1) if match else None
 
 
 def read_json(path: Path, required_by: str | None = None) -> dict | None:
@@ -351,14 +377,24 @@ def _check_thresholds(thresholds: Thresholds, eval_report: dict, where: Path) ->
         )
 
 
-def _export_onnx(model_dir: Path, config: StageConfig) -> dict:
-    from pipeline.onnx_export import OnnxExportConfig, export_onnx
-
-    result = export_onnx(model_dir, OnnxExportConfig(quantize=config.onnx_quantize))
+def _export_onnx(model_dir: Path, config: StageConfig, source: Path, target: Path) -> dict:
+    """Export `model_dir`, the staging copy of `source`, to ONNX; `OnnxParityError` naming
+    `source` when a file fails the parity check."""
+    try:
+        result = export_onnx(model_dir, config.onnx_export_config())
+    except OnnxParityError as exc:
+        tolerances = ", ".join(f"onnx_{name} = {getattr(config, f'onnx_{name}'):g}" for name in ONNX_TOLERANCES)
+        note = f"Tolerances: [stage] {tolerances}. The model was not staged; {target} is left as it was."
+        raise OnnxParityError(source, exc.problems, note) from exc
     diffs = {result.fp32_path.name: result.max_abs_diff_fp32}
     if result.int8_path is not None:
         diffs[result.int8_path.name] = result.max_abs_diff_int8
-    return {"files": dict(result.sizes_mb), "max_abs_diff": diffs}
+    return {
+        "files": dict(result.sizes_mb),
+        "max_abs_diff": diffs,
+        "labels_changed": {Path(p.file).name: p.labels_changed for p in result.parity},
+        "parity_labels": result.parity[0].labels,
+    }
 
 
 def stage_model(layout: BuildLayout, config: StageConfig, repos: HubRepos, release: Release, languages: list[str]) -> tuple[StagedFolder, dict | None]:
@@ -377,7 +413,7 @@ def stage_model(layout: BuildLayout, config: StageConfig, repos: HubRepos, relea
                 continue  # exported again below from these weights
             (work / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(layout.model / rel, work / rel)
-        onnx = _export_onnx(work, config) if config.onnx else None
+        onnx = _export_onnx(work, config, layout.model, target) if config.onnx else None
         out_reports = work / REPORTS_DIR
         listed = list((eval_report.get("figures") or {}).values())
         figures = _copy_figures(_figures(layout.reports, listed, config.model_figures), out_reports)
@@ -536,7 +572,7 @@ def main(args: argparse.Namespace) -> int:
     layout = BuildLayout(args.build_dir)
     try:
         result = stage(layout, config, repos)
-    except (StageInputError, CardError) as exc:
+    except (StageInputError, CardError, OnnxParityError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for kind, folder in result.folders.items():

@@ -26,6 +26,7 @@ from pipeline.stage import (
     StageConfig,
     data_hash,
     folder_hashes,
+    model_data_hash,
     module_closure,
     read_dataset_files,
     stage_dataset,
@@ -72,6 +73,11 @@ def test_dataset_files_must_hold_the_schema_class_labels(tmp_path):
     message = str(excinfo.value)
     assert all(f"column '{a.name}' must be ClassLabel" in message for a in ATTRIBUTES)
     assert str(tmp_path / "data" / "train.parquet") in message
+
+
+def test_onnx_tolerances_outside_zero_to_one_are_refused(tmp_path, capsys):
+    assert cli(["stage", "--build-dir", str(tmp_path), "--set", "stage.onnx_max_label_change_int8=1.5"]) == 2
+    assert "[stage] onnx_max_label_change_int8 must be in [0, 1], got 1.5" in capsys.readouterr().err
 
 
 def test_the_space_gets_the_modules_space_app_imports():
@@ -138,6 +144,30 @@ def test_staged_model_carries_onnx_exports_close_to_torch(staged_build):
     onnx_probs = Predictor(folder, PredictorConfig(backend="onnx", onnx_file=ONNX_FP32)).predict_proba(texts)
     assert abs(torch_probs - onnx_probs).max() < 1e-4
     assert set(manifest(staged_build)["onnx"]["files"]) == {ONNX_FP32, ONNX_INT8}
+    assert set(manifest(staged_build)["onnx"]["labels_changed"]) == {ONNX_FP32, ONNX_INT8}
+
+
+@pytest.mark.slow
+def test_an_onnx_export_beyond_its_tolerance_fails_stage_and_keeps_the_staged_model(staged_build, tmp_path, capsys):
+    layout = BuildLayout(tmp_path / "build")
+    shutil.copytree(staged_build.layout.root, layout.root)
+    staged = folder_hashes(layout.hub_model)
+    before = manifest(staged_build)
+    assert cli(["stage", "--build-dir", str(layout.root), "--set", "stage.onnx_max_abs_diff_int8=0"]) == 2
+    error = capsys.readouterr().err
+    measured = before["onnx"]["max_abs_diff"][ONNX_INT8]  # the same weights export to the same file
+    assert f"{layout.model}: the ONNX export fails its parity check against torch" in error
+    assert f"{ONNX_DIR}/{ONNX_INT8}: probabilities differ from torch's by up to {measured:.3g}" in error
+    assert "(tolerance 0)" in error and f"{ONNX_DIR}/{ONNX_FP32}:" not in error
+    assert folder_hashes(layout.hub_model) == staged
+    assert not list(layout.hub.glob(".*")), "no partial folder is left behind"
+    assert json.loads((layout.reports / MANIFEST).read_text(encoding="utf-8")) == before
+
+
+@pytest.mark.slow
+def test_the_staged_model_card_gives_back_the_data_hash(staged_build):
+    assert model_data_hash(staged_build.layout.hub_model) == manifest(staged_build)["data_hash"]
+    assert model_data_hash(staged_build.layout.model) is None  # trained, not staged: no card
 
 
 @pytest.mark.slow
