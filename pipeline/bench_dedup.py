@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import re
 import time
 from dataclasses import dataclass, field
@@ -29,6 +27,7 @@ import numpy as np
 from pipeline.config import DEFAULT_BACKBONE, SEED_DIR
 from pipeline.data_io import write_json
 from pipeline.dedup import ann_pairs, exact_pairs, faiss_available
+from pipeline.host import host_meta
 
 log = logging.getLogger(__name__)
 
@@ -144,13 +143,16 @@ class BenchResult:
     runs: list[dict] = field(default_factory=list)
 
 
-def environment(device: str) -> dict:
+def environment(device: str, model: str = DEFAULT_BACKBONE) -> dict:
+    """The host (`pipeline.host.host_meta`), the devices and thread pools, and the embedding
+    model's data hash when it is a staged LM-Action folder (None otherwise)."""
     import torch
 
+    from pipeline.stage import model_data_hash
+
     env = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cpu_count": os.cpu_count(),
+        **host_meta(),
+        "model_data_hash": model_data_hash(Path(model)),
         "torch_threads": torch.get_num_threads(),
         "device": device,
         "faiss": faiss_available(),
@@ -196,7 +198,7 @@ def run_bench(config: BenchConfig, seed_texts: list[str], out: Path | None = Non
     from pipeline.embeddings import TextEmbedder, auto_device
 
     device = auto_device() if config.device == "auto" else config.device
-    result = BenchResult(environment(device), dict(config.__dict__))
+    result = BenchResult(environment(device, config.model), dict(config.__dict__))
     result.environment["search_device"] = config.search_device or device
     largest = max(config.sizes)
     texts = synthetic_commands(seed_texts, largest, config.seed)
@@ -288,7 +290,7 @@ def main(args: argparse.Namespace) -> int:
     seed_texts = corpus.loc[corpus["lang"] == "en", "text"].tolist()
     out = args.out or Path(args.build_dir) / "reports" / "bench_dedup.json"
     result = run_bench(config, seed_texts, out)
-    print(f"device: {result.environment['device']} ({result.environment.get('gpu', platform.processor() or 'cpu')})")
+    print(f"device: {result.environment['device']} ({result.environment.get('gpu', result.environment['cpu_model'])})")
     for run in result.runs:
         print(json.dumps(run))
     print(f"wrote {out}")

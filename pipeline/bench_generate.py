@@ -25,6 +25,7 @@ from typing import Any, Iterator
 
 from pipeline.config import REPO_ROOT, BuildLayout, stage_config
 from pipeline.generate import GenerateConfig, quiet_http_logs, run_generation, write_json
+from pipeline.host import host_meta
 from pipeline.jobs import (
     GENERATE,
     OK,
@@ -259,6 +260,7 @@ def main(args: argparse.Namespace) -> int:
             db_url = args.db or database_url(None, Path(tmp) / "db.sqlite")
             db_result = bench_job_db(db_url, args.db_jobs, args.rows)
     report = {
+        "host": host_meta(),
         "server": "tests/llm_server.py" if local else base_url,
         "latency_ms": args.latency_ms if local else None,
         "rows_per_request": args.rows,

@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,10 +24,12 @@ import pandas as pd
 
 from pipeline.config import BuildLayout
 from pipeline.decision import Thresholds, decisions_from_probabilities
+from pipeline.host import host_meta
 from pipeline.inference import ONNX_DIR, ONNX_FP32, ONNX_INT8, Predictor, PredictorConfig
 from pipeline.metrics import gold_classes, macro_f1, predicted_classes
 from pipeline.onnx_export import VARIANTS as VARIANT_NOTES
 from pipeline.schema import ATTRIBUTE_NAMES, ATTRIBUTES_BY_NAME, TEXT
+from pipeline.stage import model_data_hash
 
 log = logging.getLogger(__name__)
 
@@ -253,11 +253,14 @@ def largest_f1_loss(results: list[BackendResult], name: str) -> float:
 
 def format_markdown(results: list[BackendResult], meta: dict) -> str:
     has_plain = any(r.name == PLAIN for r in results)
+    libraries = ", ".join(f"{name} {version or 'not installed'}" for name, version in meta["libraries"].items())
+    data_hash = f"`{meta['model_data_hash']}`" if meta.get("model_data_hash") else "none in the model folder"
     lines = [
         "# Inference benchmark",
         "",
         f"Model `{meta['model_dir']}`, {meta['threads']} threads, batch size {meta['batch_size']}, "
         f"{meta['latency_n']} single-command calls, {meta['test_rows']} test commands; CPU: {meta['cpu']}.",
+        f"Libraries: {libraries}; model data hash: {data_hash}.",
         "Ratios are against `torch-fp32`: the same weights in PyTorch through the same batching.",
         f"`onnx-int8-verify`: int8, with commands that have an output within {VERIFY_MARGIN} of its "
         "threshold re-scored in fp32.",
@@ -361,6 +364,7 @@ def main(args: argparse.Namespace) -> int:
             raise SystemExit(f"error: --variants calibrates on {validation_path}, which is missing")
         calibration = pd.read_parquet(validation_path)[TEXT].tolist()[:CALIBRATION_ROWS]
         variants = export_variants(model_dir, layout.cache / "onnx-variants", calibration)
+    host = host_meta()
     results = run_benchmark(
         model_dir,
         test,
@@ -379,7 +383,9 @@ def main(args: argparse.Namespace) -> int:
         "test_rows": len(test),
         "isolated": not args.same_process,
         "variants": {name: VARIANT_NOTES[name] for name in variants or {}},
-        "cpu": f"{os.cpu_count()} logical cores, {platform.processor() or platform.machine()}",
+        **host,
+        "cpu": f"{host['usable_cores']} of {host['logical_cores']} logical cores usable, {host['cpu_model']}",
+        "model_data_hash": model_data_hash(model_dir),
     }
     out = args.out or layout.reports / "bench_infer.json"
     meta["plot"] = out.with_suffix(".png").name

@@ -3,15 +3,13 @@
 Backends: `torch` (the safetensors weights) and `onnx` (ONNX Runtime, int8 by default on CPU
 when `onnx/model_quantized.onnx` exists). Texts are tokenized once with the Rust tokenizer,
 sorted by token count and padded per batch, so a batch of short commands never pays for one long
-command elsewhere in the input (an Arabic command takes about three times the tokens of an English
-one of the same length in characters). On CPU, ONNX batches run on one single-threaded stream per
+command elsewhere in the input. On CPU, ONNX batches run on one single-threaded stream per
 core: for sequences this short that beats splitting each matrix product across cores.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +20,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from pipeline.decision import GateResult, Thresholds, gate, most_restrictive
+from pipeline.host import usable_cores
 from pipeline.schema import MODEL_OUTPUTS
 
 log = logging.getLogger(__name__)
@@ -161,7 +160,7 @@ class Predictor:
             if not fp32.is_file():
                 raise ModelLoadError(f"{fp32}: verify_margin needs the fp32 ONNX file beside {path.name}")
             self._verify_session = _ort_session(fp32, self.config.num_threads, stop_spinning=True)
-        self._streams = self.config.streams or self.config.num_threads or os.cpu_count() or 1
+        self._streams = self.config.streams or self.config.num_threads or usable_cores()
         self._stream_session = None  # made on the first multi-batch call
         self._stream_lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None

@@ -4,14 +4,19 @@ fp32, fp32 ONNX agreeing with it exactly, and the report written as JSON, Markdo
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
+import os
 import shutil
 
 import numpy as np
 import pytest
 
 from pipeline import bench_infer
+from pipeline.host import LIBRARIES, cpu_model
 from pipeline.onnx_export import export_onnx
+from tests.hub_build import staged_build  # noqa: F401 (fixture)
+from tests.pinned import needs_affinity, one_core
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +86,41 @@ def test_cli_writes_json_markdown_and_plot(model_dir, test_frame, tmp_path):
     markdown = out.with_suffix(".md").read_text()
     assert "| onnx-int8 |" in markdown and "![latency and throughput](bench.png)" in markdown
     assert out.with_suffix(".png").stat().st_size > 1000
+
+
+def cli_args(tmp_path, model_dir, test_path, **changes) -> argparse.Namespace:
+    values = dict(
+        build_dir=tmp_path / "build", model=model_dir, test=test_path, threads=1, batch_size=16, latency_n=3,
+        no_plain=True, same_process=True, out=tmp_path / "reports" / "bench.json", variants=False,
+    )
+    return argparse.Namespace(**(values | changes))
+
+
+@needs_affinity
+def test_the_report_records_the_usable_cores_cpu_model_and_library_versions(model_dir, test_frame, tmp_path):
+    test_path = tmp_path / "test.parquet"
+    test_frame.to_parquet(test_path)
+    args = cli_args(tmp_path, model_dir, test_path)
+    with one_core():  # as `taskset -c 0 python -m pipeline bench-infer`
+        assert bench_infer.main(args) == 0
+    meta = json.loads(args.out.read_text())["meta"]
+    assert (meta["usable_cores"], meta["logical_cores"]) == (1, os.cpu_count())
+    assert meta["cpu_model"] == cpu_model() and meta["cpu_model"]
+    assert meta["libraries"] == {name: importlib.metadata.version(name) for name in LIBRARIES}
+    assert meta["model_data_hash"] is None  # a model folder that was never staged has no card
+    markdown = args.out.with_suffix(".md").read_text()
+    assert f"CPU: 1 of {os.cpu_count()} logical cores usable, {meta['cpu_model']}." in markdown
+    assert f"onnxruntime {meta['libraries']['onnxruntime']}" in markdown
+    assert "model data hash: none in the model folder." in markdown
+
+
+@pytest.mark.slow
+def test_the_report_records_the_data_hash_of_a_staged_model(staged_build, tmp_path):
+    manifest = json.loads((staged_build.layout.reports / "stage.json").read_text(encoding="utf-8"))
+    args = cli_args(tmp_path, staged_build.layout.hub_model, staged_build.layout.splits / "test.parquet")
+    assert bench_infer.main(args) == 0
+    assert json.loads(args.out.read_text())["meta"]["model_data_hash"] == manifest["data_hash"]
+    assert f"model data hash: `{manifest['data_hash']}`." in args.out.with_suffix(".md").read_text()
 
 
 def test_missing_test_split_is_named(tmp_path, model_dir):
