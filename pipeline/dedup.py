@@ -4,7 +4,7 @@ Texts are compared within their language only (a translation is never a duplicat
 source). Languages the embedding model was trained on (`embedding_languages`) use normalized
 sentence embeddings (`pipeline.embeddings`, cached on disk); the others use TF-IDF vectors of
 character 2-4-grams, because an English-only model such as all-MiniLM-L6-v2 maps unrelated
-Arabic commands to cosine 0.65 on median and up to 0.95, so its similarities there say nothing.
+Arabic commands to high cosines, so its similarities there say nothing.
 
 All pairs above the threshold are found by blockwise matrix products (exact; on the GPU when
 there is one) or, past `ann_min_rows` vectors, with a FAISS IVF index (range search over the
@@ -52,11 +52,11 @@ class DedupConfig:
     `cuda`, ... batch_size: 0 = auto (1024 on GPU, 64 on CPU). embedding_languages: languages
     compared with the model; other languages use character n-gram TF-IDF. threshold /
     lexical_threshold: cosine at or above which two same-language texts are near-duplicates, for
-    embeddings and for TF-IDF (on English seed pairs at embedding cosine >= 0.85 the TF-IDF
-    cosine has median 0.73, so 0.70 is the TF-IDF counterpart of 0.85). Chosen with the what-if
-    table of the data report. search: `auto`, `exact` or `ann`. ann_min_rows: `auto`
-    uses the ANN index from this many vectors on CPU (measured crossover with `bench-dedup`:
-    about 50k rows both on 16 cores and on 2 cores; exact search is quadratic past it),
+    embeddings and for TF-IDF (the TF-IDF threshold is meant as the counterpart of the embedding
+    one on the same pairs). Chosen with the what-if table of the data report (`data.md`), which
+    scores each pair of thresholds. search: `auto`, `exact` or `ann`. ann_min_rows: `auto`
+    uses the ANN index from this many vectors on CPU (exact search is quadratic in the rows;
+    `bench-dedup` times both searches per size, to find the crossover on the machine at hand),
     and from ann_min_rows_gpu when the exact search runs on a GPU.
     ann_cell_rows: average vectors per IVF cell. ann_nprobe: cells searched per query.
     block_rows: rows per block of the exact search (0 = auto from memory). cache: keep

@@ -4,8 +4,8 @@ Rows are grouped before splitting and a group never straddles splits. A group jo
 are (1) similar at the looser `link_threshold` (same language, same vectors as `dedup`),
 (2) translations of each other (same `schema.group_of(id)`), including the ids `clean` and
 `dedup` merged into a row, and (3) contrast pairs (`contrast_of`). Whole groups are assigned greedily, stratified on the label
-combination (`assign_splits`; scikit-learn's `StratifiedGroupKFold` does the same in folds but
-took about 15 s for 5k rows on two busy cores, and fractions need not be whole folds). Afterwards every pair above the dedup
+combination (`assign_splits`; scikit-learn's `StratifiedGroupKFold` does the same in whole folds,
+and fractions need not be whole folds). Afterwards every pair above the dedup
 threshold that crosses splits is counted; the stage fails if there is one.
 
 The challenge split (`challenge_dir`, data/challenge) is written by a writer who wrote no
