@@ -1,17 +1,17 @@
-"""Space fixtures: a small dataset folder, reports, the loaded resources and the app served on
-127.0.0.1 (one per test session), and where browser screenshots go."""
+"""Space fixtures: a small dataset folder, the reports of a small real pipeline run, the loaded
+resources and the app served on 127.0.0.1 (one per test session), and where browser screenshots
+go."""
 
 from __future__ import annotations
 
-import json
+import shutil
 import socket
-import struct
-import zlib
 from pathlib import Path
 
 import pytest
 
 from pipeline.schema import ATTRIBUTES_BY_NAME, CORPUS_COLUMNS, read_corpus_file
+from tests.hub_build import staged_build  # noqa: F401 (fixture)
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 COMMANDS_CSV = FIXTURES / "space_commands.csv"
@@ -83,40 +83,13 @@ def space_dataset_dir(tmp_path_factory, space_commands) -> Path:
     return write_dataset(root, {"train": frame.iloc[:6], "test": frame})
 
 
-def _png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
-    """A valid one-colour PNG (a stand-in plot for the About tab's gallery)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-        )
-
-    raw = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(raw))
-        + chunk(b"IEND", b"")
-    )
-
-
 @pytest.fixture(scope="session")
-def space_reports_dir(tmp_path_factory) -> Path:
-    """Reports as the pipeline writes them: data.json, eval.json and eval.md, and a plot."""
-    root = tmp_path_factory.mktemp("space_reports")
-    (root / "data.json").write_text(
-        json.dumps({"rows": {"train": 6, "test": 14}}), encoding="utf-8"
-    )
-    (root / "eval.json").write_text(
-        json.dumps({"test": {"decision_macro_f1": 0.5}}), encoding="utf-8"
-    )
-    (root / "eval.md").write_text(
-        "# LM-Action evaluation\n\n| goal | reached |\n| --- | --- |\n"
-        "| decision macro-F1 | 0.5 |\n\n![training curve](train_curve.png)\n",
-        encoding="utf-8",
-    )
-    (root / "label_balance.png").write_bytes(_png(64, 32, (70, 110, 200)))
+def space_reports_dir(tmp_path_factory, staged_build) -> Path:
+    """Reports as the pipeline writes them: the reports folder of the tests' small real build
+    (tests/hub_build.py: clean, dedup, split, train, evaluate and stage of a tiny BERT), copied so
+    that no test changes the build's files."""
+    root = tmp_path_factory.mktemp("space_reports") / "reports"
+    shutil.copytree(staged_build.layout.reports, root)
     return root
 
 

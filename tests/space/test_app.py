@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import re
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pandas as pd
 import pytest
 
 from pipeline.decision import DECISIONS, Thresholds, gate
+from pipeline.evaluate import MODEL_KEY
 from pipeline.schema import ATTRIBUTE_NAMES, ATTRIBUTES_BY_NAME, MODEL_OUTPUTS
 from space.app import (
     EMPTY_MESSAGE,
@@ -395,12 +397,19 @@ def test_about_reads_reports_and_card_and_notes_what_is_missing(tmp_path, space_
     (model / "README.md").write_text(CARD, encoding="utf-8")
     about = load_about([tmp_path / "absent", space_reports_dir], model)
     data, evaluation = about.reports
-    assert (data.title, data.path.name) == ("Data report", "data.json")
-    assert data.data == {"rows": {"train": 6, "test": 14}}
-    assert (evaluation.title, evaluation.path.name) == ("Evaluation report", "eval.md")
-    assert "| decision macro-F1 | 0.5 |" in evaluation.markdown
-    assert "![" not in evaluation.markdown  # plots go to the gallery
-    assert [Path(p).name for p, _ in about.plots] == ["label_balance.png"]
+    assert (data.title, data.path) == ("Data report", space_reports_dir / "data.md")
+    assert (evaluation.title, evaluation.path) == ("Evaluation report", space_reports_dir / "eval.md")
+    gallery = [Path(p).name for p, _ in about.plots]
+    assert gallery == sorted(p.name for p in space_reports_dir.glob("*.png"))
+    for report in (data, evaluation):
+        written = report.path.read_text(encoding="utf-8")
+        figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", written)
+        assert figures and set(figures) <= set(gallery)  # plots go to the gallery
+        assert "![" not in report.markdown
+        assert report.markdown == re.sub(r"!\[[^\]]*\]\([^)]*\)", "", written).strip()
+    evaluated = json.loads((space_reports_dir / "eval.json").read_text(encoding="utf-8"))
+    scores = evaluated["models"][MODEL_KEY]["test"]["attributes"]
+    assert all(f"| {scores[name]['macro_f1']:.4f} |" in evaluation.markdown for name in ATTRIBUTE_NAMES)
     assert about.limitations == "Only English and Arabic."
     assert about.notes == []
 
