@@ -20,6 +20,7 @@ Parquet under build/hub/dataset/data/, and the report (`pipeline.data_report`).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 from dataclasses import dataclass, field
@@ -221,13 +222,14 @@ def challenge_split(
     )
 
 
-def read_challenge(config: SplitConfig, clean_config) -> pd.DataFrame | None:
-    """The challenge corpus, validated and cleaned like the corpus; None when there is none."""
+def read_challenge(config: SplitConfig, clean_config, bundled_corpus: bool = True) -> pd.DataFrame | None:
+    """The challenge corpus, validated and cleaned like the corpus; None when there is none.
+    `bundled_corpus`: the build read the bundled corpus (the bundled challenge goes with it)."""
     from pipeline.clean import clean
     from pipeline.config import REPO_ROOT
     from pipeline.schema import corpus_files, load_corpus
 
-    if not config.challenge_dir or (clean_config.seed_dir and config.challenge_dir == BUNDLED_CHALLENGE):
+    if not config.challenge_dir or (not bundled_corpus and config.challenge_dir == BUNDLED_CHALLENGE):
         return None
     folder = Path(config.challenge_dir)
     folder = folder if folder.is_absolute() else REPO_ROOT / folder
@@ -318,7 +320,12 @@ def main(args: argparse.Namespace) -> int:
         write_frame(layout.splits / f"{name}.parquet", result.frame[result.frame[SPLIT] == name].reset_index(drop=True))
     from pipeline.clean import CleanConfig
 
-    challenge_rows = read_challenge(config, stage_config(CleanConfig, "clean", args.preset, args.overrides))
+    clean_config = stage_config(CleanConfig, "clean", args.preset, args.overrides)
+    # The clean stage records which corpus it read; a build of another corpus has no bundled challenge.
+    clean_report = layout.reports / "clean.json"
+    cleaned_from = json.loads(clean_report.read_text(encoding="utf-8")).get("config", {}) if clean_report.is_file() else {}
+    bundled = not (cleaned_from.get("seed_dir") or clean_config.seed_dir)
+    challenge_rows = read_challenge(config, clean_config, bundled)
     challenge = None
     (layout.splits / f"{CHALLENGE}.parquet").unlink(missing_ok=True)
     if challenge_rows is not None:
