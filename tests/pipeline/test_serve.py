@@ -302,7 +302,7 @@ def test_cli_serves_the_model_until_stopped(gate_head_model_dir, tmp_path):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     command = [sys.executable, "-m", "pipeline", "serve", "--model-dir", str(gate_head_model_dir)]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--build-dir", str(tmp_path)]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--threads", "1", "--build-dir", str(tmp_path)]
     log = (tmp_path / "serve.log").open("w")
     process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
     try:
@@ -324,13 +324,16 @@ def test_cli_serves_the_model_until_stopped(gate_head_model_dir, tmp_path):
         log.close()
 
 
-def test_cli_with_no_model_is_a_clear_error(tmp_path):
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--model-dir", "missing"], "no config.json"), (["--threads", "0"], "num_threads at least 1")],
+)
+def test_cli_with_no_model_or_bad_settings_is_a_clear_error(gate_head_model_dir, tmp_path, args, message):
+    args = [str(tmp_path / a) if a == "missing" else a for a in args]
+    if "--model-dir" not in args:
+        args += ["--model-dir", str(gate_head_model_dir)]
     result = subprocess.run(
-        [sys.executable, "-m", "pipeline", "serve", "--model-dir", str(tmp_path / "missing")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
+        [sys.executable, "-m", "pipeline", "serve", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert result.returncode != 0
-    assert "no config.json" in result.stderr
+    assert message in result.stderr
