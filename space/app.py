@@ -48,6 +48,7 @@ from pipeline.schema import (
 
 if TYPE_CHECKING:
     import gradio as gr
+    from fastapi import FastAPI
 
 log = logging.getLogger("space.app")
 
@@ -304,13 +305,14 @@ def empty_classification(notices: Sequence[str] = ()) -> Classification:
 class CommandClassifier:
     """The Space's prediction functions around one loaded `Predictor`.
 
-    Model calls are serialized by a lock: the tokenizer is not safe to share between threads,
-    and two CPU cores gain nothing from running two forward passes at once.
+    Model calls are serialized by `lock` (the Space's HTTP API holds the same one): the
+    tokenizer is not safe to share between threads, and two CPU cores gain nothing from running
+    two forward passes at once.
     """
 
     def __init__(self, predictor: Predictor):
         self.predictor = predictor
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
 
     @property
     def max_tokens(self) -> int:
@@ -336,7 +338,7 @@ class CommandClassifier:
         for start in range(0, total, BATCH_CHUNK_ROWS):
             chunk = todo[start : start + BATCH_CHUNK_ROWS]
             texts = [cleaned[i].text for i in chunk]
-            with self._lock:
+            with self.lock:
                 scores = self.predictor.score(texts)
             for i, p, windows, full in zip(chunk, scores.probs, scores.windows, scores.read_in_full):
                 notices = list(cleaned[i].notices)
@@ -1091,19 +1093,46 @@ def build_app(res: SpaceResources, space_ref: str | None = None) -> "gr.Blocks":
     return app
 
 
-def launch(app, host: str = "127.0.0.1", port: int | None = None, **kwargs):
-    """Launch with the Space's theme, CSS and upload limit; returns `launch`'s result."""
+def space_api(res: SpaceResources) -> "FastAPI":
+    """The gate's HTTP API (`pipeline.serve`) on the Space's model, sharing its lock; responses
+    name the Hub model id (a local model by its folder's name, not its path); the schema is at
+    /v1/openapi.json, since Gradio serves /openapi.json itself."""
+    from pipeline.serve import create_api
+
+    classifier = res.classifier
+    return create_api(
+        classifier.predictor,
+        model_name=res.model_source.ref if res.model_source.kind == "hub" else None,
+        lock=classifier.lock,
+        openapi_url="/v1/openapi.json",
+    )
+
+
+def launch(
+    app, host: str = "127.0.0.1", port: int | None = None, api: "FastAPI | None" = None, **kwargs
+):
+    """Launch with the Space's theme, CSS and upload limit; returns `launch`'s result. `api` (a
+    FastAPI app, `space_api`) answers on the same port every path the Space does not serve."""
     import gradio as gr
 
-    return app.launch(
+    block = not kwargs.pop("prevent_thread_lock", False)
+    result = app.launch(
         server_name=host,
         server_port=port,
         css=CSS,
         theme=gr.themes.Soft(),
         max_file_size=f"{MAX_UPLOAD_MB}mb",
         show_error=True,
+        prevent_thread_lock=True,
         **kwargs,
     )
+    if api is not None:
+        # Mounted after Gradio's own routes, so it answers only the paths they leave: /v1/...,
+        # /healthz and /docs.
+        app.server_app.mount("/", api)
+    if block:
+        app.block_thread()
+    return result
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -1157,7 +1186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("%s", exc)
         return 2
     app = build_app(resources)
-    launch(app, host=args.host, port=args.port)
+    launch(app, host=args.host, port=args.port, api=space_api(resources))
     return 0
 
 
