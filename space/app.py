@@ -35,6 +35,7 @@ import yaml
 from pipeline.config import REPO_ROOT, BuildLayout
 from pipeline.decision import DECISIONS, GateResult, decisions_from_frame, gate
 from pipeline.inference import Predictor, PredictorConfig
+from pipeline.serve import MAX_COMMAND_CHARS, CleanCommand, clean_command
 from pipeline.schema import (
     ATTRIBUTE_NAMES,
     ATTRIBUTES_BY_NAME,
@@ -57,7 +58,7 @@ MAX_BATCH_ROWS = 5_000
 MAX_UPLOAD_MB = 5
 # Characters read from one command; the model itself reads at most `Predictor.max_length`
 # tokens, so this only bounds the work spent on pasted documents.
-MAX_INPUT_CHARS = 4_000
+MAX_INPUT_CHARS = MAX_COMMAND_CHARS
 # Simultaneous requests per event (2 CPU cores) and requests waiting in the queue.
 CONCURRENCY_LIMIT = 2
 QUEUE_MAX_SIZE = 64
@@ -204,36 +205,6 @@ def resolve_source(
 
 # ---------------------------------------------------------------------------------------------
 # One command in, one classification out
-
-
-@dataclass(frozen=True)
-class CleanCommand:
-    """A command made safe to tokenize: valid Unicode, no control characters, bounded length."""
-
-    text: str
-    notices: tuple[str, ...] = ()
-    cut: bool = False
-
-
-_SURROGATES = re.compile("[\ud800-\udfff]")
-
-
-def clean_command(raw: object, max_chars: int = MAX_INPUT_CHARS) -> CleanCommand:
-    """NFC-normalize, drop control characters and lone surrogates, collapse whitespace and
-    keep at most `max_chars` characters. Letters of any script, emoji and bidi marks stay."""
-    text = "" if raw is None else str(raw)
-    text = _SURROGATES.sub("\ufffd", text)
-    text = unicodedata.normalize("NFC", text)
-    notices: list[str] = []
-    controls = sum(1 for ch in text if unicodedata.category(ch) == "Cc" and not ch.isspace())
-    if controls:
-        notices.append(f"Removed {controls} control character(s) from the command.")
-    text = "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in text)
-    text = " ".join(text.split())
-    cut = len(text) > max_chars
-    if cut:
-        text = text[:max_chars]
-    return CleanCommand(text, tuple(notices), cut)
 
 
 @dataclass(frozen=True)
