@@ -23,8 +23,6 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
-import openai
-
 from pipeline.config import ConfigError, from_dict, load_preset
 from pipeline.schema import DOMAINS, LANGUAGES
 
@@ -341,6 +339,8 @@ class ChatClient:
         self.provider = endpoint.provider
         self._sleep = sleep
         self._rng = random.Random(f"{seed}:{self.provider.name}")
+        import openai  # the client only: training and the configs need no `openai`
+
         self._client = openai.AsyncOpenAI(
             api_key=endpoint.api_key,
             base_url=endpoint.base_url,
@@ -406,6 +406,8 @@ class ChatClient:
             kwargs["response_format"] = {"type": "json_object"}
         if extra_headers:
             kwargs["extra_headers"] = dict(extra_headers)
+        import openai
+
         estimate = self._estimate_tokens(messages)
         started = time.time()
         errors: list[str] = []
