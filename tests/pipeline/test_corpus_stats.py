@@ -52,3 +52,30 @@ def test_corpus_stats_cli_prints_counts_and_fails_on_schema_violation(tmp_path):
     )
     assert out.returncode == 2
     assert f"{bad}:2: column 'risk' = 'severe'" in out.stderr
+
+
+# Corpus goals the bundled corpus has reached; each must keep holding as it grows (the others
+# are printed by `corpus-stats` and checked by `--check-goals`).
+REACHED_GOALS = (
+    "share_multi_step_or_conditional",
+    "alarming_benign_share",
+    "share_confirm",
+    "domain_share_min",
+    "domain_share_max",
+)
+
+
+def test_bundled_corpus_keeps_the_goals_it_has_reached():
+    from pipeline.config import bundled_corpus_files
+    from pipeline.schema import load_corpus
+    from pipeline.text_forms import corpus_figures, goal_report
+
+    frame = load_corpus(bundled_corpus_files())
+    report = {goal.name: (value, met) for goal, value, met in goal_report(corpus_figures(frame))}
+    assert {name for name in REACHED_GOALS if not report[name][1]} == set(), report
+    assert report["rows"][0] == len(frame) > 10_000
+    out = subprocess.run(
+        [sys.executable, "-m", "pipeline", "corpus-stats", "--json", "--no-rules"], cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    printed = __import__("json").loads(out.stdout)["goals"]
+    assert printed == {name: value for name, (value, _) in report.items()}
