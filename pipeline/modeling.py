@@ -4,6 +4,8 @@ sequence-classification head) and how it is saved, so `from_pretrained` and
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 from pipeline.config import resolve_model
@@ -46,5 +48,27 @@ def save_classifier(model, tokenizer, out_dir: str | Path, thresholds: Threshold
     out.mkdir(parents=True, exist_ok=True)
     set_thresholds(model.config, thresholds or Thresholds.from_config(model.config))
     model.save_pretrained(out, safe_serialization=True)
+    # `truncation=True` cuts at `model_max_length`: never past the positions the model has.
+    positions = getattr(model.config, "max_position_embeddings", None)
+    if positions and (tokenizer.model_max_length or 0) > positions:
+        tokenizer.model_max_length = positions
     tokenizer.save_pretrained(out)
+    drop_runtime_tokenizer_keys(out / "tokenizer_config.json")
     return out
+
+
+# Keys `transformers` writes from how the tokenizer was loaded here (an offline local folder, a
+# call's truncation settings), not what it is: a published tokenizer must not carry them.
+RUNTIME_TOKENIZER_KEYS: tuple[str, ...] = (
+    "is_local", "local_files_only", "max_length", "stride", "truncation_strategy", "pad_to_multiple_of",
+)
+
+
+def drop_runtime_tokenizer_keys(path: Path) -> None:
+    """Remove `RUNTIME_TOKENIZER_KEYS` from a saved `tokenizer_config.json`."""
+    if not path.is_file():
+        return
+    data = json.loads(path.read_text(encoding="utf-8"))
+    kept = {k: v for k, v in data.items() if k not in RUNTIME_TOKENIZER_KEYS}
+    if kept != data:
+        path.write_text(json.dumps(kept, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

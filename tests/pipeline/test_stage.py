@@ -131,6 +131,12 @@ def test_staged_model_loads_with_the_auto_class_and_pipeline(staged_build):
     (scores,) = classify(["turn off the porch light"])
     assert sorted(s["label"] for s in scores) == sorted(MODEL_OUTPUTS)
     assert all(0.0 <= s["score"] <= 1.0 for s in scores)
+    # The README's snippet: a command longer than the model's positions runs with truncation.
+    (long_scores,) = classify(["please book a table for two at a nice italian place. " * 120], truncation=True)
+    assert len(long_scores) == len(MODEL_OUTPUTS)
+    # Published tokenizer files hold what the tokenizer is, not how it was loaded here.
+    tokenizer_config = json.loads((staged_build.layout.hub_model / "tokenizer_config.json").read_text(encoding="utf-8"))
+    assert not {"is_local", "local_files_only", "max_length"} & set(tokenizer_config)
 
 
 @pytest.mark.slow
