@@ -75,7 +75,8 @@ CARD_DATA_HASH = re.compile(r"^\| trained on data hash \| `([0-9a-f]{64})` \|", 
 class StageConfig:
     """The `[stage]` table of a preset."""
 
-    license: str = "apache-2.0"  # Hub license id of the three repos
+    license: str = "apache-2.0"  # Hub license id of the model and the Space (the code's licence)
+    dataset_license: str = "cc-by-4.0"  # Hub license id of the dataset
     dataset_pretty_name: str = "LM-Action commands"  # dataset card title and `pretty_name`
     model_pretty_name: str = "LM-Action task classifier"  # model card title
     space_title: str = "LM-Action gate"  # Space title
@@ -337,7 +338,7 @@ def stage_dataset(
             if (layout.reports / name).is_file():
                 shutil.copyfile(layout.reports / name, out_reports / name)
         card = render_dataset_card(
-            facts, reports, repos, release, config.license, config.dataset_pretty_name, config.tags, folder
+            facts, reports, repos, release, config.dataset_license, config.dataset_pretty_name, config.tags, folder
         )
         card.save(work / CARD)
         # Everything but the split stage's data files is this stage's: replace it.

@@ -103,6 +103,14 @@ def test_staged_dataset_loads_with_named_splits_and_class_labels(staged_build):
     assert {name: len(split) for name, split in loaded.items()} == data_report["rows"]
 
 
+def test_each_staged_repo_carries_its_own_licence(staged_build):
+    from huggingface_hub import DatasetCard, ModelCard
+
+    layout = staged_build.layout
+    assert DatasetCard.load(layout.hub_dataset / CARD).data.license == "cc-by-4.0"
+    assert ModelCard.load(layout.hub_model / CARD).data.license == "apache-2.0"
+
+
 @pytest.mark.slow
 def test_staged_dataset_card_shows_the_data_report_and_its_figures(staged_build):
     from huggingface_hub import DatasetCard
