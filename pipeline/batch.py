@@ -247,14 +247,16 @@ def import_batch(
     provider: ProviderConfig,
     path: Path,
     handle_for: Callable[[BatchReplayClient], Callable[[Claim], Awaitable[str | None]]],
-    progress: Callable[[], None] | None = None,
+    show_progress: bool = True,
 ) -> ImportedBatch:
     """Pass every answer of a batch output file through the stage's job handler."""
+    from tqdm.auto import tqdm
+
     answers = read_batch_output(path, kind, provider)
     client = BatchReplayClient(provider, path, answers)
     handle = handle_for(client)
     result = ImportedBatch(lines=len(answers))
-    for answer in answers:
+    for answer in tqdm(answers, desc=f"import {kind}", unit="answer", disable=not show_progress):
         claim = db.held_claim(answer.job_id)
         if claim is None or claim.kind != kind:
             result.stale.append(answer.job_id)
@@ -270,6 +272,4 @@ def import_batch(
                 result.retry += 1
             else:
                 result.stale.append(answer.job_id)
-        if progress is not None:
-            progress()
     return result

@@ -1147,18 +1147,14 @@ def batch_main(
         known = {normalize_text(t) for t in corpus[TEXT]} if len(corpus) else set()
         known.update(normalize_text(r["text"]) for r in db.accepted_rows())
         stats = WorkStats()
-        bar = tqdm(desc="import", unit="job", disable=args.no_progress)
-        try:
-            result = import_batch(
-                db,
-                GENERATE,
-                provider,
-                args.import_batch,
-                lambda client: GenerationWorker(db, client, config, guide, known, stats).handle,
-                bar.update,
-            )
-        finally:
-            bar.close()
+        result = import_batch(
+            db,
+            GENERATE,
+            provider,
+            args.import_batch,
+            lambda client: GenerationWorker(db, client, config, guide, known, stats).handle,
+            not args.no_progress,
+        )
         require_agreement = bool(models.labelers)
         exported = export_generated(db, args.export_dir or layout.generated, require_agreement)
         summary = summarize(db, config, [], [], None, stats, exported)

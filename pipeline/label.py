@@ -24,8 +24,6 @@ from typing import Any, Awaitable, Callable, Iterable, Mapping, Sequence
 import numpy as np
 from sklearn.metrics import cohen_kappa_score
 
-from tqdm.auto import tqdm
-
 from pipeline.batch import BATCH_PROMPT_VERSION, export_batch, import_batch
 from pipeline.config import BuildLayout, ConfigError, stage_config, to_dict
 from pipeline.generate import (
@@ -640,18 +638,14 @@ def main(args: argparse.Namespace) -> int:
             return 0
         if args.import_batch:
             provider = batch_provider(args, models.labelers, "labeler")
-            bar = tqdm(desc="import", unit="job", disable=args.no_progress)
-            try:
-                result = import_batch(
-                    db,
-                    LABEL,
-                    provider,
-                    args.import_batch,
-                    lambda client: LabelWorker(db, client, config, guide, stats).handle,
-                    bar.update,
-                )
-            finally:
-                bar.close()
+            result = import_batch(
+                db,
+                LABEL,
+                provider,
+                args.import_batch,
+                lambda client: LabelWorker(db, client, config, guide, stats).handle,
+                not args.no_progress,
+            )
             stats.done, stats.failed = result.done, result.failed
             print(f"imported {result.done} of {result.lines} answer(s) from {args.import_batch}; {stats.accepted_rows} label(s) stored")
             if result.stale:
