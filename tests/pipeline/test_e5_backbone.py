@@ -218,3 +218,11 @@ def test_bad_files_are_reported_with_the_file_and_field(e5_source: Path, tmp_pat
     truncated.write_bytes(data[:1_000_000])
     with pytest.raises(E5FormatError, match=r"truncated\.bin: .*piece"):
         read_e5_checkpoint(truncated)
+
+
+def test_the_hub_id_resolves_offline_to_the_converted_folder(e5_cache: Path, pruned_dir: Path, monkeypatch) -> None:
+    from pipeline.config import E5_BACKBONE, resolve_model
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("LM_ACTION_BACKBONE_CACHE", str(e5_cache))
+    assert Path(resolve_model(E5_BACKBONE)) == pruned_dir
