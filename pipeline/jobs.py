@@ -470,6 +470,11 @@ class JobDB:
         specs = conn.execute(sa.select(jobs.c.spec).where(jobs.c.kind == LABEL))
         return {rid for (spec,) in specs for rid in json.loads(spec).get("row_ids", [])}
 
+    def last_planned(self, kind: str) -> float | None:
+        """When the newest job of `kind` was planned (None: never)."""
+        with self._begin() as conn:
+            return conn.execute(sa.select(sa.func.max(jobs.c.created_at)).where(jobs.c.kind == kind)).scalar()
+
     def label_job_rows(self) -> set[str]:
         with self._begin() as conn:
             return self.label_job_rows_conn(conn)

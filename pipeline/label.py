@@ -670,8 +670,13 @@ def main(args: argparse.Namespace) -> int:
         labelers = models.labelers if models else []
         rows = db.accepted_rows()
         answers = db.label_answers()
-        # Sampled passes: a row no label job asked about was left out of every sample.
-        sample = db.label_job_rows() | {a["row_id"] for a in answers} if config.label_sample_rows else None
+        # Sampled passes: a row that existed when the last pass was planned and that no label job
+        # asked about was left out of the samples; a newer row waits for the next pass.
+        sample = None
+        if config.label_sample_rows:
+            planned_at = db.last_planned(LABEL)
+            newer = {r["id"] for r in rows if planned_at is None or r["created_at"] > planned_at}
+            sample = db.label_job_rows() | {a["row_id"] for a in answers} | newer
         row_verdicts = verdicts(
             rows, answers, labelers, config.label_attributes, config.label_quorum, sample, db.adjudications()
         )

@@ -187,6 +187,13 @@ def test_a_second_sampled_pass_asks_only_about_new_rows_and_keeps_the_old_ones(t
             assert cli(generate_args(build, models, seed_dir, rows, "--generator", "writer-a", "--import-batch", str(output))) == 0
             with jobs_db(build) as db:
                 before = {r["id"] for r in db.accepted_rows()}
+            if n:
+                # Verdicts recomputed before the next pass is planned: the new rows wait for it.
+                empty = tmp_path / "none.csv"
+                empty.write_text("id," + ",".join(ATTRIBUTE_NAMES) + "\n")
+                assert cli(label_base + ["--adjudications", str(empty)]) == 0
+                with jobs_db(build) as db:
+                    assert {r["verdict"] for r in db.accepted_rows() if r["id"] not in asked_by_pass[0][0]} == {None}
             label_requests, label_output = tmp_path / f"label{n}.requests.jsonl", tmp_path / f"label{n}.output.jsonl"
             assert cli(label_base + ["--labeler", "blind", "--export-batch", str(label_requests)]) == 0
             asked = set()
