@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 from pipeline.jobs import DONE, FAILED, PENDING, Claim, JobDB
-from pipeline.llm import Completion, LLMError, ProviderConfig
+from pipeline.llm import Completion, LLMError, ProviderConfig, chat_request_body
 
 log = logging.getLogger(__name__)
 
@@ -57,15 +57,7 @@ def parse_custom_id(value: Any, kind: str, where: str) -> int:
 
 def request_line(kind: str, job_id: int, provider: ProviderConfig, messages: Sequence[Mapping[str, str]]) -> dict[str, Any]:
     """One Batch API request line with the body a live call would send."""
-    body: dict[str, Any] = {
-        "model": provider.model,
-        "messages": [dict(m) for m in messages],
-        "temperature": provider.temperature,
-        "max_tokens": provider.max_tokens,
-    }
-    if provider.json_mode:
-        body["response_format"] = {"type": "json_object"}
-    return {"custom_id": custom_id(kind, job_id), "method": "POST", "url": BATCH_URL, "body": body}
+    return {"custom_id": custom_id(kind, job_id), "method": "POST", "url": BATCH_URL, "body": chat_request_body(provider, messages)}
 
 
 @dataclass

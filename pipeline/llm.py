@@ -325,6 +325,19 @@ def _error_body(exc: openai.APIError) -> str:
     return body if isinstance(body, str) else json.dumps(body, ensure_ascii=False, default=str)
 
 
+def chat_request_body(provider: ProviderConfig, messages: Sequence[Mapping[str, str]]) -> dict[str, Any]:
+    """The chat-completions request a provider gets for `messages` (live calls and batch lines)."""
+    body: dict[str, Any] = {
+        "model": provider.model,
+        "messages": [dict(m) for m in messages],
+        "temperature": provider.temperature,
+        "max_tokens": provider.max_tokens,
+    }
+    if provider.json_mode:
+        body["response_format"] = {"type": "json_object"}
+    return body
+
+
 class ChatClient:
     """Chat completions from one provider with rate limits, bounded concurrency and retries."""
 
@@ -396,14 +409,7 @@ class ChatClient:
         provider = self.provider
         if self.disabled_reason:
             raise LLMError(self.disabled_reason, fatal=True)
-        kwargs: dict[str, Any] = {
-            "model": provider.model,
-            "messages": [dict(m) for m in messages],
-            "temperature": provider.temperature,
-            "max_tokens": provider.max_tokens,
-        }
-        if provider.json_mode:
-            kwargs["response_format"] = {"type": "json_object"}
+        kwargs = chat_request_body(provider, messages)
         if extra_headers:
             kwargs["extra_headers"] = dict(extra_headers)
         import openai
