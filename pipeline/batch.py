@@ -14,12 +14,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping, Sequence
 
+from pipeline.data_io import write_jsonl
 from pipeline.jobs import DONE, FAILED, PENDING, Claim, JobDB
 from pipeline.llm import Completion, LLMError, ProviderConfig, chat_request_body
 
@@ -89,18 +89,11 @@ def export_batch(
         if claim is None:
             break
         claims.append(claim)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with tmp.open("w", encoding="utf-8") as handle:
-            for claim in claims:
-                line = request_line(kind, claim.job_id, provider, messages_for(claim))
-                handle.write(json.dumps(line, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
+        write_jsonl(path, (request_line(kind, c.job_id, provider, messages_for(c)) for c in claims))
         if version:
             db.update_specs({c.job_id: {**c.spec, BATCH_PROMPT_VERSION: version} for c in claims})
     except BaseException:
-        tmp.unlink(missing_ok=True)
         for claim in claims:
             db.release(claim)
         raise

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from pipeline.config import REPO_ROOT, BuildLayout, stage_config
-from pipeline.generate import GenerateConfig, quiet_http_logs, run_generation, write_json
+from pipeline.data_io import write_json
+from pipeline.generate import GenerateConfig, quiet_http_logs, run_generation
 from pipeline.host import host_meta
 from pipeline.jobs import (
     GENERATE,

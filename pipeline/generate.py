@@ -38,6 +38,7 @@ from pipeline.balance import (
     requested_cells,
 )
 from pipeline.config import REPO_ROOT, SEED_DIR, BuildLayout, ConfigError, bundled_corpus_files, stage_config, to_dict
+from pipeline.data_io import write_json, write_jsonl
 from pipeline.decision import decide
 from pipeline.jobs import (
     ADJUDICATED,
@@ -870,17 +871,8 @@ def export_generated(db: JobDB, out_dir: Path, require_agreement: bool) -> Expor
     os.replace(tmp, path)
     kept = {r["id"] for r in keep}
     provenance = [p for p in db.row_provenance() if p["id"] in kept]
-    write_jsonl(out_dir / PROVENANCE_NAME, provenance)
+    write_jsonl(out_dir / PROVENANCE_NAME, provenance, sort_keys=True)
     return ExportResult(path, len(keep), waiting, left_out)
-
-
-def write_jsonl(path: Path, records: Iterable[Mapping[str, Any]]) -> None:
-    """One JSON object per line, written atomically."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
-    os.replace(tmp, path)
 
 
 @dataclass
@@ -975,15 +967,6 @@ def format_summary(summary: GenerateSummary) -> str:
     if summary.export_path:
         lines.append(f"wrote {summary.export_path}")
     return "\n".join(lines)
-
-
-def write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(
-        json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8"
-    )
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------------------------------

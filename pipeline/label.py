@@ -42,8 +42,8 @@ from pipeline.generate import (
     read_models,
     response_record,
     run_jobs,
-    write_json,
 )
+from pipeline.data_io import write_json
 from pipeline.decision import Decision, decide
 from pipeline.jobs import (
     ADJUDICATED,
