@@ -627,8 +627,7 @@ def forms_table(data: dict | None) -> str:
         return ""
     rows = []
     for goal, value, met in goal_report(forms):
-        shown = f"{value:.1%}" if value <= 1 and goal.name != "rows" else f"{value:,.0f}"
-        rows.append([goal.meaning, shown, goal.bounds(), "yes" if met else "no"])
+        rows.append([goal.meaning, goal.show(value), goal.bounds(), "yes" if met else "no"])
     return markdown_table(["corpus figure", "measured", "goal", "met"], rows)
 
 

@@ -160,8 +160,7 @@ def format_goals(figures: dict[str, float]) -> str:
     """The corpus goals table: figure, measured value, goal, met."""
     lines = [f"\n{'corpus goal':<48} {'measured':>10} {'goal':>12}"]
     for goal, value, met in goal_report(figures):
-        shown = f"{value:.1%}" if goal.name.startswith(("share", "block_", "alarming_benign_share", "domain_share")) else f"{value:,.0f}"
-        lines.append(f"  {goal.meaning:<46} {shown:>10} {goal.bounds():>12}  {'met' if met else 'NOT MET'}")
+        lines.append(f"  {goal.meaning:<46} {goal.show(value):>10} {goal.bounds():>12}  {'met' if met else 'NOT MET'}")
     return "\n".join(lines)
 
 

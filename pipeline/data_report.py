@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.baselines import TfidfLogReg
-from pipeline.clean import label_combination
+from pipeline.clean import label_combination, read_bundled_corpus
 from pipeline.config import GENERATED_DIR, BuildLayout, to_dict
 from pipeline.corpus_stats import length_bucket
 from pipeline.data_io import read_stage_output, write_json
@@ -299,9 +299,8 @@ def write_data_report(
     clean_summary = _read_json(reports / "clean.json")
     dedup_summary = _read_json(reports / "dedup.json")
     # The agreement of this build's `label` run, else the one shipped with the bundled rows.
-    bundled = not ((clean_summary or {}).get("config") or {}).get("seed_dir")
     label_report = _read_json(reports / "label_agreement.json") or (
-        _read_json(GENERATED_DIR / "label_agreement.json") if bundled else None
+        _read_json(GENERATED_DIR / "label_agreement.json") if read_bundled_corpus(layout) else None
     )
 
     what_if: list[WhatIfRow] = []
@@ -422,8 +421,7 @@ def render_markdown(
     if forms:
         lines += ["", "## Forms and corpus goals", "", "| corpus goal | measured | goal | met |", "|---|---:|---:|---|"]
         for goal, value, met in goal_report(forms):
-            shown = f"{value:.1%}" if value <= 1 and goal.name != "rows" else f"{value:,.0f}"
-            lines.append(f"| {goal.meaning} | {shown} | {goal.bounds()} | {'yes' if met else 'no'} |")
+            lines.append(f"| {goal.meaning} | {goal.show(value)} | {goal.bounds()} | {'yes' if met else 'no'} |")
     agreement = data.get("label_agreement")
     lines += ["", "## Labeler agreement", ""]
     if agreement:

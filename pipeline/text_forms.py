@@ -221,9 +221,18 @@ class Goal:
     def met(self, value: float) -> bool:
         return (self.low is None or value >= self.low - 1e-12) and (self.high is None or value <= self.high + 1e-12)
 
+    @property
+    def is_share(self) -> bool:
+        """A share of rows (bounds within 0..1), not a count."""
+        return (self.low if self.low is not None else self.high) <= 1
+
+    def show(self, value: float) -> str:
+        """A measured value as the goal tables print it: shares as percentages, counts whole."""
+        return f"{value:.1%}" if self.is_share else f"{value:,.0f}"
+
     def bounds(self) -> str:
         def fmt(x: float) -> str:
-            return f"{x:.0%}" if x <= 1 else f"{x:,.0f}"
+            return f"{x:.0%}" if self.is_share else f"{x:,.0f}"
 
         if self.low is not None and self.high is not None:
             return f"{fmt(self.low)}-{fmt(self.high)}"
