@@ -256,6 +256,16 @@ def clean(frame: pd.DataFrame, config: CleanConfig = CleanConfig()) -> CleanResu
     return CleanResult(out, removed.reset_index(drop=True), conflicts, input_rows=len(frame), changes=changes)
 
 
+def read_bundled_corpus(layout: BuildLayout, config: CleanConfig = CleanConfig()) -> bool:
+    """Whether this build cleaned the bundled corpus (no `seed_dir` of its own): what the clean
+    stage's report records, else what `config` says. Files that go with the bundled corpus (the
+    challenge split, its labeling agreement) belong only to such a build."""
+    report = layout.reports / "clean.json"
+    if report.is_file():
+        return not (json.loads(report.read_text(encoding="utf-8")).get("config") or {}).get("seed_dir")
+    return not config.seed_dir
+
+
 def read_inputs(config: CleanConfig, layout: BuildLayout) -> pd.DataFrame:
     """The seed corpus plus generated files, validated, with `origin` and `labeler_agreed`.
 

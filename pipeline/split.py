@@ -20,7 +20,6 @@ Parquet under build/hub/dataset/data/, and the report (`pipeline.data_report`).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 from dataclasses import dataclass, field
@@ -318,14 +317,10 @@ def main(args: argparse.Namespace) -> int:
     layout.splits.mkdir(parents=True, exist_ok=True)
     for name in SPLITS:
         write_frame(layout.splits / f"{name}.parquet", result.frame[result.frame[SPLIT] == name].reset_index(drop=True))
-    from pipeline.clean import CleanConfig
+    from pipeline.clean import CleanConfig, read_bundled_corpus
 
     clean_config = stage_config(CleanConfig, "clean", args.preset, args.overrides)
-    # The clean stage records which corpus it read; a build of another corpus has no bundled challenge.
-    clean_report = layout.reports / "clean.json"
-    cleaned_from = json.loads(clean_report.read_text(encoding="utf-8")).get("config", {}) if clean_report.is_file() else {}
-    bundled = not (cleaned_from.get("seed_dir") or clean_config.seed_dir)
-    challenge_rows = read_challenge(config, clean_config, bundled)
+    challenge_rows = read_challenge(config, clean_config, read_bundled_corpus(layout, clean_config))
     challenge = None
     (layout.splits / f"{CHALLENGE}.parquet").unlink(missing_ok=True)
     if challenge_rows is not None:
