@@ -293,7 +293,7 @@ class Predictor:
 
     def windows(self, text: str) -> int:
         """How many windows the model reads `text` in (1 for a command of at most `max_length` tokens)."""
-        return int(self.score([text]).windows[0])
+        return len(self._encode([text])[1])
 
     def gate(self, text: str) -> GateResult:
         """Probabilities, labels, decision and reasons for one command."""

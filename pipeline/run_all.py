@@ -58,12 +58,9 @@ def main(args: argparse.Namespace) -> int:
 
 def write_timings(path: Path, timings: dict[str, float], args: argparse.Namespace) -> None:
     """The wall time of every stage of one `all` run, with the preset, overrides and host."""
-    import os
-    import platform
-
     from pipeline.data_io import write_json
+    from pipeline.host import host_meta
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     write_json(
         path,
         {
@@ -71,8 +68,6 @@ def write_timings(path: Path, timings: dict[str, float], args: argparse.Namespac
             "total_s": round(sum(timings.values()), 1),
             "preset": str(args.preset),
             "overrides": list(args.overrides),
-            "usable_cores": cores,
-            "machine": platform.machine(),
-            "python": platform.python_version(),
+            **host_meta(),
         },
     )
