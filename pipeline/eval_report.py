@@ -273,6 +273,26 @@ def render_markdown(result: dict) -> str:
         ],
     )
 
+    calibration = result.get("calibration")
+    if calibration:
+        lines += [
+            "## Calibration (fitted on validation, folded into the head)",
+            "",
+            "Per-output Platt scaling of the logit (`scale * logit + bias`), fitted on validation; "
+            "the expected calibration error of each attribute before and after:",
+            "",
+        ]
+        splits = list(calibration["ece"])
+        lines += _table(
+            ["attribute"] + [f"{split} ECE {when}" for split in splits for when in ("before", "after")],
+            [
+                [name] + [calibration["ece"][split][when][name] for split in splits for when in ("before", "after")]
+                for name in calibration["ece"][splits[0]]["before"]
+            ],
+        )
+        fitted = calibration["fitted"]["outputs"]
+        lines += _table(["output", "scale", "bias"], [[k, v["scale"], v["bias"]] for k, v in fitted.items()])
+
     lines += [f"## The {len(result['confident_errors'])} most confident errors (LM-Action, test split)", ""]
     lines += _table(
         ["id", "lang", "attribute", "gold", "predicted", "confidence", "text"],

@@ -1,8 +1,10 @@
-"""`evaluate`: tune the decision thresholds on validation, score the model and both baselines on
-the test split once, and write `build/reports/eval.{md,json}` with figures.
+"""`evaluate`: calibrate the model's probabilities and tune the decision thresholds on
+validation, score the model and both baselines on the test split once, and write
+`build/reports/eval.{md,json}` with figures.
 
-Thresholds follow `THRESHOLD_RULE` (validation split only, the same rule for every model); the
-model's tuned thresholds are written to `build/model/config.json` (`decision_thresholds`).
+Calibration (`pipeline.calibration`, validation only) is folded into the model's head; the
+thresholds follow `THRESHOLD_RULE` on the calibrated probabilities (validation only, the same
+rule for every model) and are written to `build/model/config.json` (`decision_thresholds`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline.calibration import Calibration, fit_calibration
 from pipeline.config import DEFAULT_BACKBONE, BuildLayout, stage_config, to_dict
 from pipeline.decision import Decision, Thresholds, decisions_from_frame
 from pipeline.metrics import (
@@ -66,6 +69,8 @@ class EvaluateConfig:
     max_false_block_rate: float = 0.05  # false-block limit on `allow` commands (goal too)
     goal_binary_macro_f1: float = 0.90  # test macro-F1 goal of each binary attribute
     goal_risk_macro_f1: float = 0.85  # test macro-F1 goal of risk
+    calibrate: bool = True  # fit per-output Platt scaling on validation and fold it into the head
+    goal_max_ece: float = 0.05  # expected calibration error goal of each attribute (test)
     confident_errors: int = 20  # most confident test errors listed in the report
     seed: int = 0  # baselines' random state
 
@@ -197,6 +202,12 @@ def goals(result_models: dict, config: EvaluateConfig) -> list[dict]:
         }
     )
     for name in ATTRIBUTE_NAMES:
+        value = test["attributes"][name]["ece"]
+        rows.append(
+            {"goal": f"{name} expected calibration error", "target": f"<= {config.goal_max_ece:.2f}",
+             "value": value, "met": value <= config.goal_max_ece}
+        )
+    for name in ATTRIBUTE_NAMES:
         ours = test["attributes"][name]["macro_f1"]
         others = {k: m["test"]["attributes"][name]["macro_f1"] for k, m in result_models.items() if k != MODEL_KEY}
         if others:
@@ -211,6 +222,34 @@ def goals(result_models: dict, config: EvaluateConfig) -> list[dict]:
     return rows
 
 
+def _eces(frame: pd.DataFrame, probs: np.ndarray) -> dict[str, float]:
+    from pipeline.metrics import attribute_metrics
+
+    return {name: m["ece"] for name, m in attribute_metrics(frame, probs, Thresholds()).items()}
+
+
+def calibrate_scores(
+    validation: pd.DataFrame, model: ModelScores, frames: dict[str, pd.DataFrame]
+) -> tuple[Calibration, ModelScores, dict]:
+    """Fit the calibration on validation; the calibrated scores, and each split's
+    per-attribute ECE before and after (`frames`: the splits scored, by name)."""
+    calibration = fit_calibration(model.validation, targets_from_frame(validation))
+    calibrated = ModelScores(
+        model.name,
+        calibration.apply(model.validation),
+        calibration.apply(model.test),
+        model.seconds,
+        None if model.challenge is None else calibration.apply(model.challenge),
+    )
+    report: dict = {"fitted": calibration.to_config("validation"), "ece": {}}
+    for split, frame in frames.items():
+        before, after = getattr(model, split), getattr(calibrated, split)
+        if before is None:
+            continue
+        report["ece"][split] = {"before": _eces(frame, before), "after": _eces(frame, after)}
+    return calibration, calibrated, report
+
+
 def evaluate(
     validation: pd.DataFrame,
     test: pd.DataFrame,
@@ -223,6 +262,13 @@ def evaluate(
     Returns the content of `eval.json`."""
     if MODEL_KEY not in scores:
         raise ValueError(f"scores must include {MODEL_KEY!r}")
+    calibration_report = None
+    if config.calibrate:
+        frames = {"validation": validation, "test": test}
+        if challenge is not None:
+            frames[CHALLENGE] = challenge
+        _, calibrated, calibration_report = calibrate_scores(validation, scores[MODEL_KEY], frames)
+        scores = {**scores, MODEL_KEY: calibrated}
     models: dict[str, dict] = {}
     rates = sorted(set(FALSE_BLOCK_RATES) | {config.max_false_block_rate})
     gold_test_decisions = decisions_from_frame(test)
@@ -251,6 +297,7 @@ def evaluate(
         "config": to_dict(config),
         "models": models,
         "goals": goals(models, config),
+        "calibration": calibration_report,
         "confident_errors": confident_errors(test, ours.test, thresholds, config.confident_errors),
     }
 
@@ -337,6 +384,13 @@ def main(args: argparse.Namespace) -> int:
     train_json = layout.reports / "train.json"
     result["train"] = json.loads(train_json.read_text(encoding="utf-8")) if train_json.is_file() else None
     result["wall_time_s"] = round(time.perf_counter() - started, 1)
+    if result["calibration"] is not None:
+        from pipeline.calibration import fold_into_model
+
+        fitted = result["calibration"]["fitted"]["outputs"]
+        fold_into_model(model_dir, Calibration(
+            tuple(fitted[n]["scale"] for n in MODEL_OUTPUTS), tuple(fitted[n]["bias"] for n in MODEL_OUTPUTS)
+        ))
     write_thresholds(model_dir, Thresholds(result["models"][MODEL_KEY]["thresholds"]))
     paths = write_report(result, layout.reports)
     ours = result["models"][MODEL_KEY]["test"]

@@ -141,3 +141,7 @@ def test_cli_writes_the_report_and_the_tuned_thresholds(seed_sample, untrained_m
     saved = json.loads((build / "model" / "config.json").read_text())[CONFIG_KEY]
     assert saved == pytest.approx(result["models"]["lm-action"]["thresholds"])
     assert Predictor(build / "model").thresholds.values == pytest.approx(saved)
+    # the calibration fitted on validation is folded into the head and recorded beside them
+    fitted = json.loads((build / "model" / "config.json").read_text())["calibration"]["outputs"]
+    assert fitted == result["calibration"]["fitted"]["outputs"]
+    assert "## Calibration" in markdown
