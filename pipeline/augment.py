@@ -274,7 +274,7 @@ async def _paraphrase_missing(todo: list[str], config: ParaphraseConfig, cache: 
 
     from pipeline.llm import ChatClient, LLMError, resolve_endpoint
 
-    client = ChatClient(resolve_endpoint(config.provider), seed=config.seed)
+    client = ChatClient(resolve_endpoint(config.provider))
     progress = tqdm(total=len(todo), desc="paraphrase", unit="text")
 
     async def one(text: str) -> None:

@@ -771,7 +771,7 @@ async def run_jobs(
     stats = WorkStats()
     names = [e.provider.name for e in endpoints]
     counts = db.job_counts(kind, names)
-    clients = {e.provider.name: ChatClient(e, seed=config.seed) for e in endpoints}
+    clients = {e.provider.name: ChatClient(e) for e in endpoints}
     work = {
         name: ProviderWork(
             make_handler(client, stats),

@@ -1,8 +1,9 @@
 """An async chat-completions client for any OpenAI-compatible endpoint (OpenAI, Gemini and other
 hosted APIs, vLLM, Ollama, llama.cpp, TGI) through the `openai` package.
 
-Per provider: bounded concurrency, token buckets for requests and tokens per minute, retries with
-exponential backoff and jitter on 429, 5xx, timeouts and connection errors, honoring Retry-After.
+Per provider: bounded concurrency, token buckets for requests and tokens per minute, the `openai`
+client's own retries (429, 5xx, timeouts, connection errors; Retry-After honoured) and a 429 pause
+shared by every request to the provider.
 API keys are read from environment variables when a client is built and live only inside the
 `openai` client: they are never logged, stored or reported.
 """
@@ -15,7 +16,6 @@ import json
 import logging
 import math
 import os
-import random
 import re
 import time
 from dataclasses import dataclass, field
@@ -30,8 +30,6 @@ log = logging.getLogger(__name__)
 
 # A key-less local server still needs some bearer value for the `openai` client.
 NO_KEY = "no-key"
-# Statuses worth retrying besides 5xx: request timeout, conflict, rate limit.
-RETRY_STATUSES = frozenset({408, 409, 429})
 # Statuses that mean the provider will refuse every request: stop using it for this run.
 FATAL_STATUSES = frozenset({401, 403, 404})
 CHARS_PER_TOKEN = 4
@@ -61,11 +59,10 @@ class ProviderConfig:
     weight: float = 1.0
     max_tokens: int = 2048
     timeout_s: float = 120.0
-    # Retries of one request on 429/5xx/timeouts before the job attempt fails.
+    # Retries of one request by the `openai` client (408, 409, 429, 5xx, timeouts, connection
+    # errors) before the job attempt fails.
     max_retries: int = 5
-    backoff_base_s: float = 1.0
-    backoff_max_s: float = 60.0
-    # Longest Retry-After honored as given; longer ones are capped.
+    # Longest pause a 429's Retry-After imposes on every request to this provider.
     max_retry_after_s: float = 300.0
     # Ask for `response_format={"type": "json_object"}` (most servers support it).
     json_mode: bool = True
@@ -255,8 +252,8 @@ class Completion:
     completion_tokens: int
     started_at: float
     finished_at: float
+    # Retries the `openai` client made before this answer.
     retries: int
-    retry_errors: tuple[str, ...] = ()
 
 
 class LLMError(Exception):
@@ -338,27 +335,49 @@ def chat_request_body(provider: ProviderConfig, messages: Sequence[Mapping[str, 
     return body
 
 
+def estimate_tokens(messages: Sequence[Mapping[str, str]], max_tokens: int) -> int:
+    """Tokens a request may use at most, charged to the token bucket before it is sent."""
+    chars = sum(len(m.get("content", "")) for m in messages)
+    return math.ceil(chars / CHARS_PER_TOKEN) + max_tokens
+
+
+def _retries_taken(request: Any) -> int:
+    """Retries the `openai` client had made when it sent `request` (it numbers every attempt)."""
+    if request is None:
+        return 0
+    return int(request.headers.get("x-stainless-retry-count", 0))
+
+
 class ChatClient:
-    """Chat completions from one provider with rate limits, bounded concurrency and retries."""
+    """Chat completions from one provider with rate limits, bounded concurrency and retries.
+
+    Retries are the `openai` client's own: `max_retries` of them on 408, 409, 429, 5xx, timeouts
+    and connection errors, honouring Retry-After up to two minutes. What it lacks is added to
+    every attempt it makes through its HTTP client's event hooks: the rate limits, and a pause
+    shared by all requests to the provider once one gets a 429 with Retry-After (capped at
+    `max_retry_after_s`). A call holds one of the provider's `concurrency` slots from its first
+    attempt to its last. A 401, 403 or 404 disables the client for the rest of the run.
+    """
 
     def __init__(
         self,
         endpoint: Endpoint,
         *,
-        seed: int = 0,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ):
         self.endpoint = endpoint
         self.provider = endpoint.provider
         self._sleep = sleep
-        self._rng = random.Random(f"{seed}:{self.provider.name}")
         import openai  # the client only: training and the configs need no `openai`
 
         self._client = openai.AsyncOpenAI(
             api_key=endpoint.api_key,
             base_url=endpoint.base_url,
             timeout=self.provider.timeout_s,
-            max_retries=0,
+            max_retries=self.provider.max_retries,
+            http_client=openai.DefaultAsyncHttpxClient(
+                event_hooks={"request": [self._before_attempt], "response": [self._after_attempt]}
+            ),
         )
         self._semaphore = asyncio.Semaphore(self.provider.concurrency)
         self._requests = (
@@ -371,7 +390,6 @@ class ChatClient:
             if self.provider.tokens_per_minute
             else None
         )
-        # A 429 pauses every request to this provider, not only the one that got it.
         self._paused_until = 0.0
         self.disabled_reason: str | None = None
 
@@ -381,23 +399,23 @@ class ChatClient:
     def _scrub(self, text: str) -> str:
         return scrub(text, self.endpoint.api_key)
 
-    def backoff(self, retry: int) -> float:
-        """Exponential backoff with equal jitter for the `retry`-th retry (0-based)."""
-        ceiling = min(self.provider.backoff_max_s, self.provider.backoff_base_s * 2**retry)
-        return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
-
-    def _estimate_tokens(self, messages: Sequence[Mapping[str, str]]) -> int:
-        chars = sum(len(m.get("content", "")) for m in messages)
-        return math.ceil(chars / CHARS_PER_TOKEN) + self.provider.max_tokens
-
-    async def _wait_for_quota(self, estimate: int) -> None:
+    async def _before_attempt(self, request: Any) -> None:
         pause = self._paused_until - time.monotonic()
         if pause > 0:
             await self._sleep(pause)
         if self._requests is not None:
             await self._requests.take(1)
         if self._tokens is not None:
-            await self._tokens.take(estimate)
+            body = json.loads(request.content or b"{}")
+            await self._tokens.take(estimate_tokens(body.get("messages", ()), self.provider.max_tokens))
+
+    async def _after_attempt(self, response: Any) -> None:
+        if response.status_code != 429:
+            return
+        asked = retry_after_seconds(response.headers)
+        if asked is not None:
+            until = time.monotonic() + min(asked, self.provider.max_retry_after_s)
+            self._paused_until = max(self._paused_until, until)
 
     async def complete(
         self,
@@ -414,66 +432,43 @@ class ChatClient:
             kwargs["extra_headers"] = dict(extra_headers)
         import openai
 
-        estimate = self._estimate_tokens(messages)
         started = time.time()
-        errors: list[str] = []
-        for retry in range(provider.max_retries + 1):
-            await self._wait_for_quota(estimate)
-            delay: float | None = None
+        try:
             async with self._semaphore:
-                try:
-                    response = await self._client.chat.completions.create(**kwargs)
-                except openai.APIStatusError as exc:
-                    status = exc.status_code
-                    message = self._scrub(f"HTTP {status}: {exc.message}")
-                    body = self._scrub(_error_body(exc))
-                    if status not in RETRY_STATUSES and status < 500:
-                        fatal = status in FATAL_STATUSES
-                        if fatal:
-                            self.disabled_reason = f"{provider.name} refused requests ({message})"
-                        raise LLMError(
-                            message,
-                            status=status,
-                            raw=body,
-                            retries=retry,
-                            fatal=fatal,
-                            started_at=started,
-                            finished_at=time.time(),
-                        ) from exc
-                    asked = retry_after_seconds(exc.response.headers)
-                    if asked is not None:
-                        delay = min(asked, provider.max_retry_after_s)
-                        delay += self._rng.uniform(0, min(1.0, 0.1 * delay))
-                        if status == 429:
-                            self._paused_until = max(self._paused_until, time.monotonic() + delay)
-                    errors.append(message)
-                    last_error = LLMError(message, status=status, raw=body)
-                except openai.APITimeoutError:
-                    errors.append("timeout")
-                    last_error = LLMError(f"timed out after {provider.timeout_s:g}s")
-                except openai.APIConnectionError as exc:
-                    message = self._scrub(f"connection error: {exc.message}")
-                    errors.append(message)
-                    last_error = LLMError(message)
-                else:
-                    return self._completion(response, estimate, started, retry, errors)
-            if retry == provider.max_retries:
-                break
-            delay = self.backoff(retry) if delay is None else delay
-            log.debug("%s: %s; retry %d in %.2fs", provider.name, errors[-1], retry + 1, delay)
-            await self._sleep(delay)
-        raise LLMError(
-            f"gave up after {provider.max_retries + 1} tries: {'; '.join(errors[-3:])}",
-            status=last_error.status,
-            raw=last_error.raw,
-            retries=provider.max_retries,
-            started_at=started,
-            finished_at=time.time(),
-        )
+                response = await self._client.chat.completions.with_raw_response.create(**kwargs)
+        except openai.APIStatusError as exc:
+            status = exc.status_code
+            message = self._scrub(f"HTTP {status}: {exc.message}")
+            fatal = status in FATAL_STATUSES
+            if fatal:
+                self.disabled_reason = f"{provider.name} refused requests ({message})"
+            raise LLMError(
+                message,
+                status=status,
+                raw=self._scrub(_error_body(exc)),
+                retries=_retries_taken(exc.request),
+                fatal=fatal,
+                started_at=started,
+                finished_at=time.time(),
+            ) from exc
+        except openai.APITimeoutError as exc:
+            raise LLMError(
+                f"timed out after {provider.timeout_s:g}s",
+                retries=_retries_taken(exc.request),
+                started_at=started,
+                finished_at=time.time(),
+            ) from exc
+        except openai.APIConnectionError as exc:
+            raise LLMError(
+                self._scrub(f"connection error: {exc.message}"),
+                retries=_retries_taken(exc.request),
+                started_at=started,
+                finished_at=time.time(),
+            ) from exc
+        estimate = estimate_tokens(messages, provider.max_tokens)
+        return self._completion(response.parse(), estimate, started, response.retries_taken)
 
-    def _completion(
-        self, response: Any, estimate: int, started: float, retries: int, errors: list[str]
-    ) -> Completion:
+    def _completion(self, response: Any, estimate: int, started: float, retries: int) -> Completion:
         usage = getattr(response, "usage", None)
         prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
         completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
@@ -493,5 +488,4 @@ class ChatClient:
             started_at=started,
             finished_at=time.time(),
             retries=retries,
-            retry_errors=tuple(errors),
         )

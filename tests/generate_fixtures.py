@@ -99,7 +99,7 @@ def write_models(
         blocks.append(
             f'[[generators]]\nmodel = "{model}"\nbase_url = "{server.base_url}"\n{key}'
             f"requests_per_minute = 0\nconcurrency = {concurrency}\ntemperature = 0.8\n"
-            f"timeout_s = {timeout_s}\nmax_retries = 3\nbackoff_base_s = 0.05\nbackoff_max_s = 0.2\n"
+            f"timeout_s = {timeout_s}\nmax_retries = 3\n"
         )
     path.write_text("\n".join(blocks) + labelers, encoding="utf-8")
     return path

@@ -49,8 +49,6 @@ def provider(server: LLMServer, **overrides) -> ProviderConfig:
         base_url=server.base_url,
         api_key_env=KEY_ENV,
         requests_per_minute=0,
-        backoff_base_s=0.05,
-        backoff_max_s=0.4,
         timeout_s=10.0,
         max_retries=3,
     )
@@ -92,30 +90,24 @@ def test_completion_returns_text_usage_and_provenance(server):
 
 def test_rate_limit_waits_for_retry_after_then_succeeds(server):
     server.script("429:1")
-    sleep = RecordingSleep()
-    result = asyncio.run(_complete(provider(server), sleep))
+    result = asyncio.run(_complete(provider(server)))
     assert [r.status for r in server.requests] == [429, 200]
-    assert result.retries == 1 and result.retry_errors[0].startswith("HTTP 429")
-    # The wait honors Retry-After (1 s) instead of the 50 ms backoff.
-    assert max(sleep.delays) >= 1.0
+    assert result.retries == 1
+    # The wait honours Retry-After (1 s), longer than the client's first backoff (at most 0.5 s).
+    assert server.requests[1].started - server.requests[0].finished >= 0.9
 
 
-def test_server_errors_are_retried_with_exponential_backoff(server):
+def test_server_errors_are_retried_and_the_retries_recorded(server):
     server.script("500", "500", "500")
-    sleep = RecordingSleep()
-    result = asyncio.run(_complete(provider(server), sleep))
+    result = asyncio.run(_complete(provider(server)))
     assert [r.status for r in server.requests] == [500, 500, 500, 200]
     assert result.retries == 3
-    # Equal jitter: retry k waits between half and all of base * 2**k.
-    for k, delay in enumerate(sleep.delays):
-        ceiling = 0.05 * 2**k
-        assert ceiling / 2 <= delay <= ceiling
 
 
 def test_timeouts_are_retried(server):
     server.script("timeout")
     result = asyncio.run(_complete(provider(server, timeout_s=0.5)))
-    assert result.retry_errors == ("timeout",)
+    assert result.retries == 1
     assert json.loads(result.text)["commands"]
 
 
@@ -127,6 +119,47 @@ def test_gives_up_after_max_retries(server):
     assert caught.value.retries == 2
     assert len(server.requests) == 3
     assert "server error" in caught.value.raw
+
+
+def test_a_429_pauses_every_request_to_the_provider(server):
+    server.script("429:1")
+
+    async def two_requests():
+        client = ChatClient(resolve_endpoint(provider(server, concurrency=2)))
+        try:
+            first = asyncio.create_task(client.complete(MESSAGES))
+            while not server.requests:
+                await asyncio.sleep(0.01)
+            # The second request starts after the first one's 429, with a free concurrency slot.
+            return await asyncio.gather(first, client.complete(MESSAGES))
+        finally:
+            await client.aclose()
+
+    asyncio.run(two_requests())
+    rate_limited, *later = server.requests
+    assert rate_limited.status == 429 and [r.status for r in later] == [200, 200]
+    assert all(r.started - rate_limited.finished >= 0.9 for r in later)
+
+
+def test_a_retry_after_beyond_the_clients_wait_fails_the_call_and_pauses_up_to_the_cap(server):
+    # The `openai` client gives up on a Retry-After over two minutes; the provider's pause is
+    # capped at `max_retry_after_s`, so the next call waits that long and goes through.
+    server.script("429:600")
+
+    async def twice():
+        client = ChatClient(resolve_endpoint(provider(server, max_retry_after_s=1.0)))
+        try:
+            with pytest.raises(LLMError) as caught:
+                await client.complete(MESSAGES)
+            return caught.value, await client.complete(MESSAGES)
+        finally:
+            await client.aclose()
+
+    error, completion = asyncio.run(twice())
+    assert error.status == 429 and not error.fatal and error.retries == 0
+    assert completion.retries == 0
+    refused, answered = server.requests
+    assert 0.9 <= answered.started - refused.finished <= 5.0
 
 
 def test_authentication_error_is_not_retried_and_stops_the_provider(server, monkeypatch):
@@ -167,6 +200,16 @@ def test_requests_per_minute_limit_makes_requests_wait(server):
     assert len(server.requests) == 12
     # No request failed, so every sleep is the limiter's; without a limit there would be none.
     assert sleep.delays and sum(sleep.delays) >= 0.5
+
+
+def test_tokens_per_minute_limit_charges_each_request_its_estimate(server):
+    # 600k tokens/minute: a 100k bucket refilled at 10k/s; three requests of about 35k each
+    # (max_tokens plus the prompt) overdraw it, so the third waits about half a second.
+    sleep = RecordingSleep()
+    config = provider(server, tokens_per_minute=600_000, max_tokens=35_000, concurrency=3)
+    asyncio.run(_complete(config, sleep, times=3))
+    assert [r.status for r in server.requests] == [200, 200, 200]
+    assert 0.4 <= sum(sleep.delays) <= 1.0
 
 
 def test_token_bucket_paces_takes_at_its_rate():
