@@ -17,7 +17,9 @@ from typing import Sequence
 import numpy as np
 
 from pipeline.inference import Predictor, PredictorConfig
-from space.app import DEFAULT_MODEL_DIR, CommandClassifier, read_batch_file
+from space.batch import read_batch_file
+from space.classifier import CommandClassifier
+from space.sources import DEFAULT_MODEL_DIR
 
 log = logging.getLogger("space.latency")
 

@@ -95,7 +95,8 @@ def space_reports_dir(tmp_path_factory, staged_build) -> Path:
 
 @pytest.fixture(scope="session")
 def space_resources(untrained_model_dir, space_dataset_dir, space_reports_dir):
-    from space.app import SpaceConfig, load_resources
+    from space.resources import load_resources
+    from space.sources import SpaceConfig
 
     config = SpaceConfig(
         model_dir=untrained_model_dir, dataset_dir=space_dataset_dir, reports_dir=space_reports_dir
@@ -113,7 +114,8 @@ def free_port() -> int:
 def served_resources(request):
     """What the served Space loads: the test resources, or the build named on the command line
     (`make screenshots` serves build/hub/model)."""
-    from space.app import SpaceConfig, load_resources
+    from space.resources import load_resources
+    from space.sources import SpaceConfig
 
     model_dir = request.config.getoption("--space-model-dir")
     if not model_dir:

@@ -10,7 +10,7 @@ import unicodedata
 import pytest
 
 from pipeline.decision import DECISIONS
-from space.app import BatchFileError, read_batch_file
+from space.batch import BatchFileError, read_batch_file
 
 # OWASP's CSV-injection payloads, and text with NUL, BEL and ESC in it.
 PAYLOADS = [

@@ -15,7 +15,7 @@ import pytest
 
 from pipeline.decision import DECISIONS, decide, reasons
 from pipeline.schema import ATTRIBUTE_NAMES, CRITERIA
-from space.app import ATTRIBUTE_TITLES, DECISION_TITLES
+from space.render import ATTRIBUTE_TITLES, DECISION_TITLES
 
 pytestmark = pytest.mark.browser
 

@@ -82,7 +82,9 @@ UPLOAD = """
 
 LOAD = """
     import json
-    from space.app import SpaceConfig, decision_examples, load_resources
+    from space.dataset import decision_examples
+    from space.resources import load_resources
+    from space.sources import SpaceConfig
     res = load_resources(SpaceConfig.from_env())
     print(json.dumps({
         "model": [res.model_source.kind, res.model_source.ref, res.model_source.revision,

@@ -1,5 +1,5 @@
 """The Hub Space installs space/requirements.txt: it must name every distribution that app.py
-and the `pipeline` modules it imports need, at the project's pinned versions."""
+and the `space` and `pipeline` modules it imports need, at the project's pinned versions."""
 
 from __future__ import annotations
 
@@ -40,7 +40,8 @@ def _imports(path: Path) -> set[str]:
 
 
 def _space_imports() -> set[str]:
-    """Top-level modules imported by space/app.py and, transitively, the pipeline modules."""
+    """Top-level modules imported by space/app.py and, transitively, the space and pipeline
+    modules."""
     seen: set[Path] = set()
     todo = [ROOT / "space" / "app.py"]
     top: set[str] = set()
@@ -50,9 +51,10 @@ def _space_imports() -> set[str]:
             continue
         seen.add(path)
         for name in _imports(path):
-            if name.split(".")[0] == "pipeline":
+            if name.split(".")[0] in ("pipeline", "space"):
                 module = ROOT / Path(*name.split(".")).with_suffix(".py")
-                todo.append(module if module.is_file() else ROOT / "pipeline" / "__init__.py")
+                package = ROOT / name.split(".")[0] / "__init__.py"
+                todo.append(module if module.is_file() else package)
             else:
                 top.add(name.split(".")[0])
     return top - set(sys.stdlib_module_names) - {"__future__"}

@@ -14,7 +14,9 @@ HARMLESS = "set a timer for twenty minutes"
 def url(gate_head_model_dir, space_dataset_dir, tmp_path_factory):
     """The Space launched as `python -m space.app` launches it, the UI and the API on one port;
     its URL."""
-    from space.app import SpaceConfig, build_app, launch, load_resources, space_api
+    from space.app import build_app, launch, space_api
+    from space.resources import load_resources
+    from space.sources import SpaceConfig
 
     resources = load_resources(
         SpaceConfig(

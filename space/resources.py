@@ -1,0 +1,51 @@
+"""Everything the Space loads once at start-up: the model, the dataset and the About tab's
+content."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from pipeline.inference import Predictor, PredictorConfig
+from space.about import AboutContent, load_about
+from space.classifier import CommandClassifier
+from space.dataset import DatasetView, load_dataset_view
+from space.sources import LoadedFrom, SpaceConfig, SpaceLoadError, resolve_source
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SpaceResources:
+    """Everything the Space loads once at start-up."""
+
+    classifier: CommandClassifier
+    model_source: LoadedFrom
+    dataset: DatasetView
+    about: AboutContent
+    backend: str
+
+
+def load_resources(
+    config: SpaceConfig, predictor_config: PredictorConfig = PredictorConfig()
+) -> SpaceResources:
+    """Load the model, the dataset and the About tab's content once."""
+    model_source = resolve_source(config.model_id, config.model_revision, "model", config.model_dir)
+    if not (model_source.path / "config.json").is_file():
+        hint = f" ({model_source.note})" if model_source.note else ""
+        raise SpaceLoadError(
+            f"no model at {model_source.ref}{hint}: set MODEL_ID to a Hub repo, or run "
+            "`make build` to stage build/hub/model"
+        )
+    predictor = Predictor(model_source.path, predictor_config)
+    dataset_source = resolve_source(
+        config.dataset_id, config.dataset_revision, "dataset", config.dataset_dir
+    )
+    dataset = load_dataset_view(dataset_source)
+    reports = [config.reports_dir, model_source.path / "reports", dataset_source.path / "reports"]
+    about = load_about(reports, model_source.path)
+    log.info("model %s, dataset %s", model_source.describe(), dataset_source.describe())
+    return SpaceResources(
+        CommandClassifier(predictor), model_source, dataset, about, predictor.backend_detail
+    )
+
