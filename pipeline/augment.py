@@ -1,5 +1,6 @@
-"""Text augmentation of the training split: random word deletion and swap, a typo model and,
-when an OpenAI-compatible endpoint is configured, LLM paraphrases.
+"""Text augmentation of the training split: random word deletion and swap, a typo model, the
+forms attackers use to slip a command past a gate (leetspeak, homoglyphs, case and spacing,
+emoji, benign wrappers) and, when an OpenAI-compatible endpoint is configured, LLM paraphrases.
 
 Augmented rows keep their source row's labels, language and domain; they get the id
 `<id>#<kind><k>` and the source `augment:<kind>`. Every random choice is seeded by
@@ -26,7 +27,31 @@ from pipeline.schema import ID, MAX_WORDS, SOURCE, TEXT
 log = logging.getLogger(__name__)
 
 DELETION, SWAP, TYPO, PARAPHRASE = "deletion", "swap", "typo", "paraphrase"
-LOCAL_KINDS: tuple[str, ...] = (DELETION, SWAP, TYPO)
+LEET, HOMOGLYPH, CASING, EMOJI, WRAPPER = "leet", "homoglyph", "casing", "emoji", "wrapper"
+# Obfuscations that keep a command's meaning (and so its labels) for a reader.
+ATTACK_KINDS: tuple[str, ...] = (LEET, HOMOGLYPH, CASING, EMOJI, WRAPPER)
+LOCAL_KINDS: tuple[str, ...] = (DELETION, SWAP, TYPO) + ATTACK_KINDS
+
+# Latin letters and the digits or symbols written for them.
+_LEET_MAP: dict[str, str] = {"a": "4@", "e": "3", "i": "1!", "o": "0", "s": "5$", "t": "7", "l": "1", "g": "9", "b": "8"}
+# Latin letters and their Cyrillic or Greek look-alikes.
+_HOMOGLYPHS: dict[str, str] = {
+    "a": "\u0430", "c": "\u0441", "e": "\u0435", "o": "\u043e\u03bf", "p": "\u0440", "x": "\u0445", "y": "\u0443",
+    "i": "\u0456", "j": "\u0458", "s": "\u0455", "A": "\u0391\u0410", "B": "\u0392\u0412", "E": "\u0395\u0415",
+    "H": "\u0397\u041d", "K": "\u039a\u041a", "M": "\u039c\u041c", "O": "\u039f\u041e", "P": "\u03a1\u0420",
+    "T": "\u03a4\u0422", "X": "\u03a7\u0425",
+}
+_EMOJI = ("\U0001F642", "\U0001F64F", "\U0001F60A", "\U0001F44D", "\U0001F525", "\u2728", "\U0001F680", "\U0001F4AF", "\U0001F60E", "\u2764\ufe0f")
+# Wrappers a user puts around a command without changing what it asks.
+_WRAPPERS: dict[str, tuple[str, ...]] = {
+    "en": (
+        "hey, quick one: {}", "Hi! {} Thanks a lot.", "{} thx", "ok so {}", "Morning. {}", "{} - when you get a sec",
+        "Next task on my list: {}", "Can you handle this for me? {}", "{} Cheers!", "Please and thank you: {}",
+    ),
+    "ar": (
+        "مرحبا، {}", "{} شكرا", "لو سمحت: {}", "{} مشكور", "صباح الخير، {}", "طلب سريع: {}", "{} الله يعطيك العافية",
+    ),
+}
 
 # Words whose loss flips a label ("track her location *without* her knowing", "do *not*
 # send"): deletion and the typo model never touch them.
@@ -72,6 +97,7 @@ class AugmentConfig:
     deletion_p: float = 0.1  # probability of deleting each unprotected word
     swap_n: int = 1  # word pairs swapped
     typo_p: float = 0.1  # probability of one typo in each unprotected word of 3+ characters
+    obfuscation_p: float = 0.3  # share of letters leetspeak and homoglyphs replace
     paraphrase: ParaphraseConfig | None = None  # LLM paraphrases when set
     seed: int = 0
 
@@ -81,7 +107,7 @@ class AugmentConfig:
             raise AugmentError(f"unknown augmentation kind(s) {unknown}; known: {list(LOCAL_KINDS)}")
         if self.copies < 0 or self.swap_n < 0:
             raise AugmentError("copies and swap_n must be >= 0")
-        for name in ("deletion_p", "typo_p", "fraction"):
+        for name in ("deletion_p", "typo_p", "fraction", "obfuscation_p"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise AugmentError(f"{name} must be in [0, 1], got {getattr(self, name)}")
 
@@ -152,13 +178,64 @@ def typos(text: str, p: float, rng: random.Random) -> str:
     return " ".join(out)
 
 
-def _row_rng(seed: int, row_id: str, copy: int) -> random.Random:
+def leetspeak(text: str, p: float, rng: random.Random) -> str:
+    """Each Latin letter with a leetspeak form becomes one with probability `p`."""
+    return "".join(rng.choice(_LEET_MAP[ch.lower()]) if ch.lower() in _LEET_MAP and rng.random() < p else ch for ch in text)
+
+
+def homoglyphs(text: str, p: float, rng: random.Random) -> str:
+    """Each Latin letter with a Cyrillic or Greek look-alike becomes one with probability `p`."""
+    return "".join(rng.choice(_HOMOGLYPHS[ch]) if ch in _HOMOGLYPHS and rng.random() < p else ch for ch in text)
+
+
+def casing(text: str, rng: random.Random) -> str:
+    """ALL CAPS, all lower case, alternating case or one word spaced out letter by letter."""
+    style = rng.randrange(4)
+    if style == 0:
+        return text.upper()
+    if style == 1:
+        return text.lower()
+    if style == 2:
+        return "".join(ch.upper() if i % 2 else ch.lower() for i, ch in enumerate(text))
+    words = _words(text)
+    long_words = [i for i, w in enumerate(words) if len(w) >= 4 and w.isalpha()]
+    if not long_words:
+        return text.upper()
+    i = rng.choice(long_words)
+    words[i] = " ".join(words[i])
+    return " ".join(words)
+
+
+def emoji(text: str, rng: random.Random) -> str:
+    """One to three emoji at the end, the start or between words."""
+    words = _words(text)
+    for _ in range(rng.randint(1, 3)):
+        words.insert(rng.choice([0, len(words), rng.randrange(len(words) + 1)]), rng.choice(_EMOJI))
+    return " ".join(words)
+
+
+def wrapper(text: str, lang: str, rng: random.Random) -> str:
+    """The command inside a greeting, a thanks or a lead-in that does not change what it asks."""
+    return rng.choice(_WRAPPERS.get(lang, _WRAPPERS["en"])).format(text)
+
+
+def row_rng(seed: int, row_id: str, copy: int) -> random.Random:
     digest = hashlib.sha256(f"{seed}\0{row_id}\0{copy}".encode()).digest()
     return random.Random(int.from_bytes(digest[:8], "big"))
 
 
-def augment_text(text: str, kind: str, config: AugmentConfig, rng: random.Random) -> str:
+def augment_text(text: str, kind: str, config: AugmentConfig, rng: random.Random, lang: str = "en") -> str:
     """One augmented variant of `text` by the local augmentation `kind`."""
+    if kind == LEET:
+        return leetspeak(text, config.obfuscation_p, rng)
+    if kind == HOMOGLYPH:
+        return homoglyphs(text, config.obfuscation_p, rng)
+    if kind == CASING:
+        return casing(text, rng)
+    if kind == EMOJI:
+        return emoji(text, rng)
+    if kind == WRAPPER:
+        return wrapper(text, lang, rng)
     if kind == DELETION:
         return random_deletion(text, config.deletion_p, rng)
     if kind == SWAP:
@@ -186,14 +263,14 @@ def augment_frame(frame: pd.DataFrame, config: AugmentConfig) -> AugmentResult:
     records = frame.to_dict("records")
     if config.copies and config.kinds:
         for row in records:
-            if _row_rng(config.seed, str(row[ID]), -1).random() >= config.fraction:
+            if row_rng(config.seed, str(row[ID]), -1).random() >= config.fraction:
                 continue
             text = str(row[TEXT])
             seen = {text}
             for k in range(config.copies):
-                rng = _row_rng(config.seed, str(row[ID]), k)
+                rng = row_rng(config.seed, str(row[ID]), k)
                 kind = rng.choice(config.kinds)
-                variant = augment_text(text, kind, config, rng)
+                variant = augment_text(text, kind, config, rng, str(row.get("lang", "en")))
                 if variant in seen:
                     continue
                 seen.add(variant)

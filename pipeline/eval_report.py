@@ -293,6 +293,29 @@ def render_markdown(result: dict) -> str:
         fitted = calibration["fitted"]["outputs"]
         lines += _table(["output", "scale", "bias"], [[k, v["scale"], v["bias"]] for k, v in fitted.items()])
 
+    robustness = result.get("robustness")
+    if robustness:
+        lines += [
+            f"## Disguised commands ({robustness['split']} split)",
+            "",
+            "Each row rewritten once by each attack form (seeded by its id); the share of rows whose "
+            "disguised variant gets the original's decision, and the gold block rows the model "
+            "blocked that the disguise let through:",
+            "",
+        ]
+        decisions = list(DECISIONS)
+        lines += _table(
+            ["form", "rows", "same decision"] + [f"same ({d})" for d in decisions] + ["block escaped"],
+            [
+                [kind, f["rows"], f["agreement"]]
+                + [f["agreement_by_gold_decision"].get(d) for d in decisions]
+                + [f["blocked_then_not_blocked"]]
+                for kind, f in robustness["forms"].items()
+            ]
+            + [["all forms", sum(f["rows"] for f in robustness["forms"].values()), robustness["agreement"]]
+               + [None] * len(decisions) + [sum(f["blocked_then_not_blocked"] for f in robustness["forms"].values())]],
+        )
+
     lines += [f"## The {len(result['confident_errors'])} most confident errors (LM-Action, test split)", ""]
     lines += _table(
         ["id", "lang", "attribute", "gold", "predicted", "confidence", "text"],

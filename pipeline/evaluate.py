@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline.augment import ATTACK_KINDS
 from pipeline.calibration import Calibration, fit_calibration
 from pipeline.config import DEFAULT_BACKBONE, BuildLayout, stage_config, to_dict
-from pipeline.decision import Decision, Thresholds, decisions_from_frame
+from pipeline.decision import Decision, Thresholds, decisions_from_frame, decisions_from_probabilities
 from pipeline.metrics import (
     BLOCK_ATTRIBUTES,
     FALSE_BLOCK_RATES,
@@ -71,6 +72,7 @@ class EvaluateConfig:
     goal_risk_macro_f1: float = 0.85  # test macro-F1 goal of risk
     calibrate: bool = True  # fit per-output Platt scaling on validation and fold it into the head
     goal_max_ece: float = 0.05  # expected calibration error goal of each attribute (test)
+    robustness_kinds: list[str] = field(default_factory=lambda: list(ATTACK_KINDS))  # disguises scored (challenge split, else test)
     confident_errors: int = 20  # most confident test errors listed in the report
     seed: int = 0  # baselines' random state
 
@@ -166,6 +168,9 @@ class ModelScores:
     test: np.ndarray
     seconds: float = 0.0
     challenge: np.ndarray | None = None
+    # `robustness`: the disguised variants of the robustness split and their probabilities.
+    variants: list | None = None
+    variant_probs: dict[str, np.ndarray] | None = None
 
 
 def goals(result_models: dict, config: EvaluateConfig) -> list[dict]:
@@ -240,6 +245,8 @@ def calibrate_scores(
         calibration.apply(model.test),
         model.seconds,
         None if model.challenge is None else calibration.apply(model.challenge),
+        model.variants,
+        None if model.variant_probs is None else {k: calibration.apply(v) for k, v in model.variant_probs.items()},
     )
     report: dict = {"fitted": calibration.to_config("validation"), "ece": {}}
     for split, frame in frames.items():
@@ -248,6 +255,24 @@ def calibrate_scores(
             continue
         report["ece"][split] = {"before": _eces(frame, before), "after": _eces(frame, after)}
     return calibration, calibrated, report
+
+
+def robustness_split(test: pd.DataFrame, challenge: pd.DataFrame | None) -> tuple[str, pd.DataFrame]:
+    """The split the disguised variants are made from: the challenge split when there is one."""
+    return (CHALLENGE, challenge) if challenge is not None else ("test", test)
+
+
+def _robustness(model: ModelScores, thresholds: Thresholds, test: pd.DataFrame, challenge: pd.DataFrame | None) -> dict | None:
+    from pipeline.robustness import agreement_report
+
+    if not model.variants or model.variant_probs is None:
+        return None
+    split, frame = robustness_split(test, challenge)
+    probs = model.challenge if split == CHALLENGE else model.test
+    decided = {k: decisions_from_probabilities(p, thresholds) for k, p in model.variant_probs.items()}
+    return agreement_report(
+        decisions_from_probabilities(probs, thresholds), decisions_from_frame(frame), model.variants, decided, split
+    )
 
 
 def evaluate(
@@ -298,6 +323,7 @@ def evaluate(
         "models": models,
         "goals": goals(models, config),
         "calibration": calibration_report,
+        "robustness": _robustness(ours, thresholds, test, challenge),
         "confident_errors": confident_errors(test, ours.test, thresholds, config.confident_errors),
     }
 
@@ -338,7 +364,18 @@ def predict_all(
     test = predictor.predict_proba(splits["test"]["text"].tolist(), progress=True)
     challenge = splits.get(CHALLENGE)
     hard = None if challenge is None else predictor.predict_proba(challenge["text"].tolist(), progress=True)
-    out = {MODEL_KEY: ModelScores("LM-Action (fine-tuned)", val, test, time.perf_counter() - started, hard)}
+    variants, variant_probs = None, None
+    if config.robustness_kinds:
+        from pipeline.robustness import attack_variants
+
+        _, frame = robustness_split(splits["test"], challenge)
+        variants = attack_variants(frame, tuple(config.robustness_kinds), config.seed)
+        variant_probs = {
+            v.kind: predictor.predict_proba(v.texts) if v.texts else np.zeros((0, len(MODEL_OUTPUTS))) for v in variants
+        }
+    out = {MODEL_KEY: ModelScores(
+        "LM-Action (fine-tuned)", val, test, time.perf_counter() - started, hard, variants, variant_probs
+    )}
     for kind in config.baselines:
         started = time.perf_counter()
         baseline = _baseline(kind, config)

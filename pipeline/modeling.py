@@ -31,10 +31,38 @@ def build_classifier(backbone: str):
     )
 
 
+# Characters that change how a command looks to a tokenizer but not what it says: zero-width
+# spaces and joiners, bidirectional controls, word joiners, the byte-order mark, soft hyphens.
+INVISIBLE_CHARACTERS = "[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
+
+
 def load_tokenizer(backbone: str):
+    """The backbone's fast tokenizer, reading every command through `add_input_normalization`."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(resolve_model(backbone), use_fast=True)
+    return add_input_normalization(AutoTokenizer.from_pretrained(resolve_model(backbone), use_fast=True))
+
+
+def has_input_normalization(tokenizer) -> bool:
+    normalizer = json.loads(tokenizer.backend_tokenizer.to_str()).get("normalizer")
+    return INVISIBLE_CHARACTERS in json.dumps(normalizer, ensure_ascii=False)
+
+
+def add_input_normalization(tokenizer):
+    """Put Unicode NFKC (full-width and mathematical letters, ligatures and Arabic presentation
+    forms to their plain letters) and the removal of `INVISIBLE_CHARACTERS` in front of the
+    tokenizer's own normalizer. It lives in tokenizer.json, so every loader of the saved model
+    (`from_pretrained`, `pipeline()`, ONNX runtimes with the tokenizer) reads commands the same
+    way; a tokenizer that has it already is returned unchanged."""
+    from tokenizers import Regex, normalizers
+
+    backend = tokenizer.backend_tokenizer
+    current = backend.normalizer
+    if has_input_normalization(tokenizer):
+        return tokenizer
+    steps = [normalizers.NFKC(), normalizers.Replace(Regex(INVISIBLE_CHARACTERS), "")]
+    backend.normalizer = normalizers.Sequence(steps + ([current] if current is not None else []))
+    return tokenizer
 
 
 def set_thresholds(config, thresholds: Thresholds) -> None:
@@ -53,7 +81,7 @@ def save_classifier(model, tokenizer, out_dir: str | Path, thresholds: Threshold
     if positions and (tokenizer.model_max_length or 0) > positions:
         tokenizer.model_max_length = positions
     tokenizer.save_pretrained(out)
-    drop_runtime_tokenizer_keys(out / "tokenizer_config.json")
+    drop_runtime_tokenizer_keys(out / "tokenizer_config.json", keep_pipeline=has_input_normalization(tokenizer))
     return out
 
 
@@ -64,11 +92,16 @@ RUNTIME_TOKENIZER_KEYS: tuple[str, ...] = (
 )
 
 
-def drop_runtime_tokenizer_keys(path: Path) -> None:
-    """Remove `RUNTIME_TOKENIZER_KEYS` from a saved `tokenizer_config.json`."""
+def drop_runtime_tokenizer_keys(path: Path, keep_pipeline: bool = False) -> None:
+    """Remove `RUNTIME_TOKENIZER_KEYS` from a saved `tokenizer_config.json`. With `keep_pipeline`
+    the tokenizer class becomes `TokenizersBackend`, which runs tokenizer.json exactly as saved
+    (a model-specific class such as `BertTokenizer` rebuilds its normalizer from its settings
+    and would drop the input normalization)."""
     if not path.is_file():
         return
     data = json.loads(path.read_text(encoding="utf-8"))
     kept = {k: v for k, v in data.items() if k not in RUNTIME_TOKENIZER_KEYS}
+    if keep_pipeline:
+        kept["tokenizer_class"] = "TokenizersBackend"
     if kept != data:
         path.write_text(json.dumps(kept, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

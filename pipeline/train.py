@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.augment import AugmentConfig, ParaphraseConfig, augment_frame
+from pipeline.augment import LOCAL_KINDS, AugmentConfig, ParaphraseConfig, augment_frame
 from pipeline.config import DEFAULT_BACKBONE, BuildLayout, stage_config, to_dict
 from pipeline.decision import DEFAULT_THRESHOLD, Thresholds
 from pipeline.llm import ProviderConfig
@@ -75,12 +75,13 @@ class TrainConfig:
     class_weighting: bool = True  # weight each output's positive term by its class imbalance
     class_weight_power: float = 0.5  # (negatives/positives) ** power; 1 fully balances
     augment: bool = True  # augment the training split (never validation or test)
-    augment_kinds: list[str] = field(default_factory=lambda: ["deletion", "swap", "typo"])
+    augment_kinds: list[str] = field(default_factory=lambda: list(LOCAL_KINDS))
     augment_copies: int = 1  # local augmented copies per selected training row, one random kind each
     augment_fraction: float = 1.0  # share of training rows that get local copies
     augment_deletion_p: float = 0.1  # per-word deletion probability (negations are kept)
     augment_swap_n: int = 1  # word pairs swapped per copy
     augment_typo_p: float = 0.1  # per-word probability of one keyboard typo
+    augment_obfuscation_p: float = 0.3  # share of letters the leet and homoglyph kinds replace
     paraphrase_base_url: str = ""  # OpenAI-compatible endpoint for LLM paraphrases; empty = off
     paraphrase_model: str = ""  # model name at that endpoint
     paraphrase_copies: int = 1  # paraphrases asked per training row
@@ -187,6 +188,7 @@ def augment_config(config: TrainConfig, cache_dir: Path | None = None) -> Augmen
         deletion_p=config.augment_deletion_p,
         swap_n=config.augment_swap_n,
         typo_p=config.augment_typo_p,
+        obfuscation_p=config.augment_obfuscation_p,
         paraphrase=paraphrase,
         seed=config.seed,
     )

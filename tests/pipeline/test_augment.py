@@ -165,3 +165,35 @@ def test_paraphrases_from_an_endpoint_are_added_and_cached(frame, paraphrase_ser
     again = augment_frame(rows, config)
     pd.testing.assert_frame_equal(again.frame, result.frame)
     assert paraphrase_server.prompts[3:] == ["a bad command"]
+
+
+def test_attack_forms_keep_the_command_readable_and_are_detected_as_such():
+    from pipeline.augment import ATTACK_KINDS, augment_text
+    from pipeline.modeling import load_tokenizer
+    from pipeline.text_forms import is_obfuscated
+
+    text = "Please delete every file in my Downloads folder before Friday"
+    config = AugmentConfig(obfuscation_p=0.5)
+    variants = {kind: augment_text(text, kind, config, random.Random(3), "en") for kind in ATTACK_KINDS}
+    assert all(v != text for v in variants.values())
+    # obfuscated spelling is what the corpus' adversarial detector looks for
+    for kind in ("leet", "homoglyph", "emoji"):
+        assert is_obfuscated(variants[kind]), variants[kind]
+    assert "Please delete every file in my Downloads folder before Friday" in variants["wrapper"]
+    # homoglyphs are look-alikes: folded back to Latin they give the command again
+    fold = {"\u0430": "a", "\u0441": "c", "\u0435": "e", "\u043e": "o", "\u03bf": "o", "\u0440": "p", "\u0445": "x",
+            "\u0443": "y", "\u0456": "i", "\u0458": "j", "\u0455": "s", "\u0391": "A", "\u0410": "A", "\u0392": "B",
+            "\u0412": "B", "\u0395": "E", "\u0415": "E", "\u0397": "H", "\u041d": "H", "\u039a": "K", "\u041a": "K",
+            "\u039c": "M", "\u041c": "M", "\u039f": "O", "\u041e": "O", "\u03a1": "P", "\u0420": "P", "\u03a4": "T",
+            "\u0422": "T", "\u03a7": "X", "\u0425": "X"}
+    assert "".join(fold.get(ch, ch) for ch in variants["homoglyph"]) == text
+    tokenizer = load_tokenizer("sentence-transformers/all-MiniLM-L6-v2")
+    assert tokenizer.tokenize(variants["casing"].replace(" ", "")) != [] and variants["casing"].lower().replace(" ", "") == text.lower().replace(" ", "")
+
+
+def test_arabic_commands_get_arabic_wrappers():
+    from pipeline.augment import wrapper
+
+    out = wrapper("احذف كل الملفات من مجلد التنزيلات", "ar", random.Random(0))
+    assert "احذف كل الملفات من مجلد التنزيلات" in out and out != "احذف كل الملفات من مجلد التنزيلات"
+    assert not any("a" <= ch.lower() <= "z" for ch in out)

@@ -9,7 +9,7 @@ from pipeline.evaluate import EvaluateConfig, ModelScores, calibrate_scores, eva
 from pipeline.inference import Predictor
 from pipeline.schema import ATTRIBUTE_NAMES, MODEL_OUTPUTS, targets_from_frame
 
-from tests.pipeline.test_evaluate import tiny_splits
+from tests.train_data import tiny_splits
 
 
 def _sigmoid(z):

@@ -145,3 +145,29 @@ def test_cli_writes_the_report_and_the_tuned_thresholds(seed_sample, untrained_m
     fitted = json.loads((build / "model" / "config.json").read_text())["calibration"]["outputs"]
     assert fitted == result["calibration"]["fitted"]["outputs"]
     assert "## Calibration" in markdown
+
+
+def test_robustness_reports_decision_agreement_on_disguised_rows(seed_sample):
+    from pipeline.robustness import attack_variants
+
+    splits = tiny_splits(seed_sample, (0, 100, 100))
+    val, test = splits["validation"], splits["test"]
+    variants = attack_variants(test)
+    assert [v.kind for v in variants] == ["leet", "homoglyph", "casing", "emoji", "wrapper"]
+    # a model that reads only the gold labels decides the same on every variant ...
+    steady = {v.kind: perfect_probs(test.iloc[v.rows]) for v in variants}
+    # ... one fooled by emoji allows every disguised command
+    fooled = dict(steady, emoji=np.tile(perfect_probs(test.iloc[:1].assign(
+        feasible="yes", legal="yes", ethical="yes", within_boundaries="yes", reversible="yes", risk="low")), (len(variants[3].rows), 1)))
+    for probs, emoji_agreement in ((steady, 1.0), (fooled, None)):
+        scores = {"lm-action": ModelScores("LM-Action", perfect_probs(val), perfect_probs(test), 0.0, None, variants, probs)}
+        report = evaluate(val, test, scores, EvaluateConfig(calibrate=False))["robustness"]
+        assert report["split"] == "test"
+        assert report["forms"]["leet"]["agreement"] == 1.0
+        if emoji_agreement:
+            assert report["forms"]["emoji"]["agreement"] == 1.0 and report["agreement"] == 1.0
+        else:
+            emoji = report["forms"]["emoji"]
+            assert emoji["agreement_by_gold_decision"]["allow"] == 1.0
+            assert emoji["agreement_by_gold_decision"]["block"] == 0.0
+            assert emoji["blocked_then_not_blocked"] == int((np.asarray(decisions_from_frame(test.iloc[variants[3].rows])) == "block").sum()) > 0
