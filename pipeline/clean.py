@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.config import BuildLayout, bundled_corpus_files, stage_config, to_dict
+from pipeline.config import BuildLayout, bundled_corpus_files, setting, stage_config, to_dict
 from pipeline.data_io import (
     ID_SEPARATOR,
     LABELER_AGREED,
@@ -67,21 +67,15 @@ _TATWEEL = "\u0640"
 
 @dataclass(frozen=True)
 class CleanConfig:
-    """[clean] table.
+    """The `[clean]` table of a preset."""
 
-    min_words / max_words / max_chars: texts outside these bounds (after normalization) are
-    dropped as `too_short` / `too_long`. strip_list_markers / strip_quotes: remove the
-    decorations generators add. include_generated: also read `build/generated/*.csv`.
-    seed_dir: the seed corpus folder (default: the bundled `data/seed`).
-    """
-
-    min_words: int = 3
-    max_words: int = 80
-    max_chars: int = 600
-    strip_list_markers: bool = True
-    strip_quotes: bool = True
-    include_generated: bool = True
-    seed_dir: str = ""
+    min_words: int = setting(3, "texts with fewer words (after normalization) are dropped as `too_short`")
+    max_words: int = setting(80, "texts with more words are dropped as `too_long`")
+    max_chars: int = setting(600, "texts with more characters are dropped as `too_long`")
+    strip_list_markers: bool = setting(True, "remove the list markers generators put before commands")
+    strip_quotes: bool = setting(True, "remove the quotes generators put around commands")
+    include_generated: bool = setting(True, "also read `build/generated/*.csv`")
+    seed_dir: str = setting("", "the seed corpus folder; empty: the bundled data/seed")
 
 
 @dataclass

@@ -1,12 +1,14 @@
 """Typed stage configs loaded from presets, the build folder layout, and model resolution.
 
 A preset is a TOML (or YAML) file under `configs/` with one table per stage
-(`[dedup]`, `[train]`, ...). Each stage module defines a dataclass for its table; fields keep
-their defaults unless the preset or a `--set section.field=value` override names them.
+(`[dedup]`, `[train]`, ...). Each stage module defines a dataclass for its table, each field
+declared with `setting(default, help)`; fields keep their defaults unless the preset or a
+`--set section.field=value` override names them. `python -m pipeline <stage> --help` lists them.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib.util
 import json
@@ -45,6 +47,55 @@ T = TypeVar("T")
 
 class ConfigError(ValueError):
     """A preset or override names an unknown field or gives a value of the wrong type."""
+
+
+def setting(default: Any, help: str) -> Any:  # noqa: A002 (the key HfArgumentParser reads too)
+    """A config dataclass field with its default and its help text (`metadata["help"]`, as
+    `transformers.HfArgumentParser` reads it); a list, dict or set default is copied per instance."""
+    metadata = {"help": help}
+    if isinstance(default, (list, dict, set)):
+        return dataclasses.field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+@dataclass(frozen=True)
+class FieldHelp:
+    """One config field as `--help` shows it."""
+
+    name: str
+    type: str
+    default: Any
+    help: str
+
+
+def field_help(cls: type) -> list[FieldHelp]:
+    """The init fields of config dataclass `cls` with their type, default and help text."""
+    out = []
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = dataclasses.MISSING
+        type_name = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        out.append(FieldHelp(f.name, type_name, default, f.metadata.get("help", "")))
+    return out
+
+
+def show_value(value: Any) -> str:
+    """A config value as `--set` accepts it: scalars as they are, lists and tables as JSON."""
+    if isinstance(value, (list, tuple, dict)) or dataclasses.is_dataclass(value):
+        return json.dumps(value, ensure_ascii=False, default=_plain)
+    if isinstance(value, bool):
+        return str(value).lower()
+    return '""' if value == "" else str(value)
+
+
+def _plain(value: Any) -> Any:
+    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else str(value)
 
 
 @dataclass(frozen=True)

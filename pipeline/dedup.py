@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.clean import label_combination, representative_order
-from pipeline.config import DEFAULT_BACKBONE, BuildLayout, ConfigError, stage_config, to_dict
+from pipeline.config import DEFAULT_BACKBONE, BuildLayout, ConfigError, setting, stage_config, to_dict
 from pipeline.data_io import ID_SEPARATOR, MERGED_IDS, read_stage_output, write_frame, write_json
 from pipeline.schema import ATTRIBUTE_NAMES, CONTRAST_OF, ID, LANG, SOURCE, TEXT
 
@@ -46,37 +46,31 @@ DUP_CLUSTER = "dup_cluster"
 
 @dataclass(frozen=True)
 class DedupConfig:
-    """[dedup] table.
+    """The `[dedup]` table of a preset.
 
-    model: sentence-transformers model id or folder. device: `auto` (GPU when present), `cpu`,
-    `cuda`, ... batch_size: 0 = auto (1024 on GPU, 64 on CPU). embedding_languages: languages
-    compared with the model; other languages use character n-gram TF-IDF. threshold /
-    lexical_threshold: cosine at or above which two same-language texts are near-duplicates, for
-    embeddings and for TF-IDF (the TF-IDF threshold is meant as the counterpart of the embedding
-    one on the same pairs). Chosen with the what-if table of the data report (`data.md`), which
-    scores each pair of thresholds. search: `auto`, `exact` or `ann`. ann_min_rows: `auto`
-    uses the ANN index from this many vectors on CPU (exact search is quadratic in the rows;
-    `bench-dedup` times both searches per size, to find the crossover on the machine at hand),
-    and from ann_min_rows_gpu when the exact search runs on a GPU.
-    ann_cell_rows: average vectors per IVF cell. ann_nprobe: cells searched per query.
-    block_rows: rows per block of the exact search (0 = auto from memory). cache: keep
-    embeddings under build/cache. seed: k-means seed of the ANN index.
+    The thresholds are chosen with the what-if table of the data report (`data.md`), which scores
+    each pair of them; `bench-dedup` times the exact and the ANN search per size, to find the
+    crossover for `ann_min_rows` on the machine at hand (exact search is quadratic in the rows).
     """
 
-    model: str = DEFAULT_BACKBONE
-    device: str = "auto"
-    batch_size: int = 0
-    embedding_languages: list[str] = field(default_factory=lambda: ["en"])
-    threshold: float = 0.85
-    lexical_threshold: float = 0.70
-    search: str = "auto"
-    ann_min_rows: int = 50_000
-    ann_min_rows_gpu: int = 4_000_000
-    ann_cell_rows: int = 256
-    ann_nprobe: int = 16
-    block_rows: int = 0
-    cache: bool = True
-    seed: int = 0
+    model: str = setting(DEFAULT_BACKBONE, "sentence-transformers model id or folder")
+    device: str = setting("auto", "`auto` (a GPU when present), `cpu`, `cuda`, ...")
+    batch_size: int = setting(0, "texts per embedding batch; 0: auto (1024 on GPU, 64 on CPU)")
+    embedding_languages: list[str] = setting(
+        ["en"], "languages compared with the model; the others with character n-gram TF-IDF"
+    )
+    threshold: float = setting(0.85, "embedding cosine at or above which two same-language texts are near-duplicates")
+    lexical_threshold: float = setting(
+        0.70, "TF-IDF cosine for the same (meant as the embedding threshold's counterpart on the same pairs)"
+    )
+    search: str = setting("auto", "`auto`, `exact` or `ann`")
+    ann_min_rows: int = setting(50_000, "`auto` uses the ANN index from this many vectors on CPU")
+    ann_min_rows_gpu: int = setting(4_000_000, "`auto` uses the ANN index from this many vectors on a GPU")
+    ann_cell_rows: int = setting(256, "average vectors per IVF cell of the ANN index")
+    ann_nprobe: int = setting(16, "IVF cells searched per query")
+    block_rows: int = setting(0, "rows per block of the exact search; 0: auto from memory")
+    cache: bool = setting(True, "keep embeddings under build/cache")
+    seed: int = setting(0, "k-means seed of the ANN index")
 
     def __post_init__(self) -> None:
         if self.search not in ("auto", "exact", "ann"):

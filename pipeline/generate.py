@@ -37,7 +37,16 @@ from pipeline.balance import (
     plan_requests,
     requested_cells,
 )
-from pipeline.config import REPO_ROOT, SEED_DIR, BuildLayout, ConfigError, bundled_corpus_files, stage_config, to_dict
+from pipeline.config import (
+    REPO_ROOT,
+    SEED_DIR,
+    BuildLayout,
+    ConfigError,
+    bundled_corpus_files,
+    setting,
+    stage_config,
+    to_dict,
+)
 from pipeline.data_io import write_json, write_jsonl
 from pipeline.decision import decide
 from pipeline.jobs import (
@@ -170,46 +179,45 @@ ARABIC_RANGES = (
 class GenerateConfig:
     """The `[generate]` table of a preset (labeling settings included)."""
 
-    # TOML/YAML file listing `[[generators]]` and `[[labelers]]` (configs/generators.example.toml).
-    models_file: str = "configs/generators.toml"
-    # Environment variable holding the job database URL (PostgreSQL); unset: build/jobs.sqlite.
-    db_url_env: str = "LM_ACTION_JOBS_DB"
-    # Folder of the hand-written corpus; empty: data/seed.
-    seed_dir: str = ""
-    # The corpus size to reach; runs plan only the rows still missing.
-    target_rows: int = 8000
-    # Rows requested by one run at most.
-    max_rows_per_run: int = 1000
-    # Commands asked for in one prompt.
-    batch_size: int = 10
-    # Target shares; empty domain_shares: every domain alike.
-    language_shares: dict[str, float] = field(default_factory=lambda: {"en": 0.75, "ar": 0.25})
-    domain_shares: dict[str, float] = field(default_factory=dict)
-    profiles: list[Profile] = field(default_factory=lambda: list(DEFAULT_PROFILES))
-    # Accepted command length in words.
-    min_words: int = 3
-    max_words: int = 60
-    # Attempts per job (a failed call, a response with no valid command, a lost worker).
-    max_attempts: int = 4
-    # Seconds before a failed attempt is tried again.
-    retry_delay_s: float = 10.0
-    # A running job whose worker sent no heartbeat for this long is taken over.
-    lease_seconds: float = 120.0
-    # Seconds between checks for retries that are due or jobs held by other workers.
-    poll_seconds: float = 2.0
-    seed: int = 0
-    # Labeling (`label` stage): rows per labeler prompt, labeler share that must agree with
-    # the generator's labels on `label_attributes`, and planning rounds per run.
-    label_batch_size: int = 20
-    label_quorum: float = 1.0
-    label_attributes: list[str] = field(default_factory=lambda: list(ATTRIBUTE_NAMES))
-    label_rounds: int = 3
-    # Rows the labelers label, stratified by decision and language (equal shares, the rest
-    # redistributed); 0 = every row. Rows left out keep their generator labels.
-    label_sample_rows: int = 0
-    # Hours a Batch API file holds its jobs (the Batch API's window is 24 h); after that live
-    # workers may take them over and the file's late answers are skipped.
-    batch_lease_hours: float = 72.0
+    models_file: str = setting(
+        "configs/generators.toml",
+        "TOML/YAML file listing `[[generators]]` and `[[labelers]]` (configs/generators.example.toml)",
+    )
+    db_url_env: str = setting(
+        "LM_ACTION_JOBS_DB", "environment variable holding the job database URL (PostgreSQL); unset: build/jobs.sqlite"
+    )
+    seed_dir: str = setting("", "folder of the hand-written corpus; empty: data/seed")
+    target_rows: int = setting(8000, "the corpus size to reach; runs plan only the rows still missing")
+    max_rows_per_run: int = setting(1000, "rows requested by one run at most")
+    batch_size: int = setting(10, "commands asked for in one prompt")
+    language_shares: dict[str, float] = setting({"en": 0.75, "ar": 0.25}, "target share of each language")
+    domain_shares: dict[str, float] = setting({}, "target share of each domain; empty: every domain alike")
+    profiles: list[Profile] = setting(list(DEFAULT_PROFILES), "label combinations the corpus should hold, with their relative weights")
+    min_words: int = setting(3, "shortest accepted command, in words")
+    max_words: int = setting(60, "longest accepted command, in words")
+    max_attempts: int = setting(
+        4, "attempts per job (a failed call, a response with no valid command, a lost worker)"
+    )
+    retry_delay_s: float = setting(10.0, "seconds before a failed attempt is tried again")
+    lease_seconds: float = setting(120.0, "a running job whose worker sent no heartbeat for this long is taken over")
+    poll_seconds: float = setting(2.0, "seconds between checks for retries that are due or jobs held by other workers")
+    seed: int = setting(0, "breaks ties between equally short cells when planning")
+    label_batch_size: int = setting(20, "`label`: rows per labeler prompt")
+    label_quorum: float = setting(
+        1.0, "`label`: share of labelers that must agree with the generator's labels on `label_attributes`"
+    )
+    label_attributes: list[str] = setting(list(ATTRIBUTE_NAMES), "`label`: the attributes the labelers must agree on")
+    label_rounds: int = setting(3, "`label`: planning rounds per run")
+    label_sample_rows: int = setting(
+        0,
+        "`label`: rows the labelers label, stratified by decision and language (equal shares, the rest "
+        "redistributed); 0: every row. Rows left out keep their generator labels",
+    )
+    batch_lease_hours: float = setting(
+        72.0,
+        "hours a Batch API file holds its jobs (the Batch API's window is 24 h); after that live workers may "
+        "take them over and the file's late answers are skipped",
+    )
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.label_attributes) - set(ATTRIBUTE_NAMES))

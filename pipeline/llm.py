@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
-from pipeline.config import ConfigError, from_dict, load_preset
+from pipeline.config import ConfigError, from_dict, load_preset, setting
 from pipeline.schema import DOMAINS, LANGUAGES
 
 log = logging.getLogger(__name__)
@@ -39,39 +39,34 @@ CHARS_PER_TOKEN = 4
 class ProviderConfig:
     """One model at one OpenAI-compatible endpoint (a table of the models file)."""
 
-    model: str
-    # Unique label in jobs and reports; defaults to `model`.
-    name: str = ""
-    # e.g. https://api.openai.com/v1, https://generativelanguage.googleapis.com/v1beta/openai,
-    # http://127.0.0.1:8000/v1 (vLLM), http://127.0.0.1:11434/v1 (Ollama).
-    base_url: str = ""
-    # Environment variable holding the base URL; when set it wins over `base_url`.
-    base_url_env: str = ""
-    # Environment variable holding the API key; empty for local servers without auth.
-    api_key_env: str = ""
-    # Rate limits; 0 means unlimited.
-    requests_per_minute: float = 60.0
-    tokens_per_minute: float = 0.0
-    # Requests in flight at once.
-    concurrency: int = 4
-    temperature: float = 0.9
-    # Share of generation jobs given to this provider, relative to the others.
-    weight: float = 1.0
-    max_tokens: int = 2048
-    timeout_s: float = 120.0
-    # Retries of one request by the `openai` client (408, 409, 429, 5xx, timeouts, connection
-    # errors) before the job attempt fails.
-    max_retries: int = 5
-    # Longest pause a 429's Retry-After imposes on every request to this provider.
-    max_retry_after_s: float = 300.0
-    # Ask for `response_format={"type": "json_object"}` (most servers support it).
-    json_mode: bool = True
-    # Generators only: the writer's brief (a persona and a style) added to every prompt, and the
-    # slice of domains and languages it writes (empty: all). Cells outside every generator's
-    # slice go to all generators.
-    brief: str = ""
-    domains: tuple[str, ...] = ()
-    languages: tuple[str, ...] = ()
+    model: str = field(metadata={"help": "the model name the endpoint serves"})
+    name: str = setting("", "unique label in jobs and reports; empty: `model`")
+    base_url: str = setting(
+        "",
+        "the endpoint, e.g. https://api.openai.com/v1, https://generativelanguage.googleapis.com/v1beta/openai, "
+        "http://127.0.0.1:8000/v1 (vLLM), http://127.0.0.1:11434/v1 (Ollama)",
+    )
+    base_url_env: str = setting("", "environment variable holding the base URL; when set it wins over `base_url`")
+    api_key_env: str = setting("", "environment variable holding the API key; empty for local servers without auth")
+    requests_per_minute: float = setting(60.0, "request rate limit; 0: none")
+    tokens_per_minute: float = setting(0.0, "token rate limit, prompt and completion; 0: none")
+    concurrency: int = setting(4, "requests in flight at once")
+    temperature: float = setting(0.9, "sampling temperature")
+    weight: float = setting(1.0, "share of generation jobs given to this provider, relative to the others")
+    max_tokens: int = setting(2048, "completion tokens asked for at most")
+    timeout_s: float = setting(120.0, "seconds one HTTP attempt may take")
+    max_retries: int = setting(
+        5,
+        "retries of one request by the `openai` client (408, 409, 429, 5xx, timeouts, connection errors) "
+        "before the job attempt fails",
+    )
+    max_retry_after_s: float = setting(300.0, "longest pause a 429's Retry-After imposes on every request to this provider")
+    json_mode: bool = setting(True, 'ask for `response_format={"type": "json_object"}` (most servers support it)')
+    brief: str = setting("", "generators only: the writer's brief (a persona and a style) added to every prompt")
+    domains: tuple[str, ...] = setting(
+        (), "generators only: the domains it writes (empty: all); cells outside every slice go to all generators"
+    )
+    languages: tuple[str, ...] = setting((), "generators only: the languages it writes (empty: all)")
 
     def __post_init__(self) -> None:
         if not self.model:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from pipeline import __version__
 from pipeline.cards import HubRepos, Release
-from pipeline.config import BuildLayout, stage_config
+from pipeline.config import BuildLayout, setting, stage_config
 from pipeline.data_io import StageInputError
 from pipeline.stage import MANIFEST, data_hash, folder_hashes, human_size, read_json
 
@@ -40,13 +40,15 @@ KEEP_REMOTE = (".gitattributes",)  # created by the Hub with every repo; never d
 class PublishConfig:
     """The `[publish]` table of a preset: the Hub repos of a release and how they are created."""
 
-    org: str = "lm-action"  # user or organization owning the three repos
-    dataset_name: str = "lm-action-commands"  # dataset repo name
-    model_name: str = "lm-action-bert"  # model repo name
-    space_name: str = "lm-action-gate"  # Space repo name
-    private: bool = False  # create new repos private (an existing repo keeps its visibility)
-    tag: str = "v{version}-{data_hash}"  # release tag; {version}, {data_hash} (first 12 hex digits)
-    commit_message: str = "LM-Action {version}, data {data_hash}"  # {version}, {data_hash} (12 hex digits)
+    org: str = setting("lm-action", "user or organization owning the three repos")
+    dataset_name: str = setting("lm-action-commands", "dataset repo name")
+    model_name: str = setting("lm-action-bert", "model repo name")
+    space_name: str = setting("lm-action-gate", "Space repo name")
+    private: bool = setting(False, "create new repos private (an existing repo keeps its visibility)")
+    tag: str = setting("v{version}-{data_hash}", "release tag; {version}, {data_hash} (first 12 hex digits)")
+    commit_message: str = setting(
+        "LM-Action {version}, data {data_hash}", "commit message; {version}, {data_hash} (12 hex digits)"
+    )
 
     def hub_repos(self) -> HubRepos:
         return HubRepos(

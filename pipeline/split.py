@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.clean import label_combination
-from pipeline.config import BuildLayout, ConfigError, stage_config, to_dict
+from pipeline.config import BuildLayout, ConfigError, setting, stage_config, to_dict
 from pipeline.data_io import MERGED_IDS, components, read_stage_output, split_ids, write_frame, write_json
 from pipeline.dedup import EMBEDDING, LEXICAL, DedupConfig, SimilarityPairs, build_spaces, make_embedder
 from pipeline.schema import ATTRIBUTES, CONTRAST_OF, DOMAIN, ID, LANG, SOURCE, TEXT, group_of
@@ -45,31 +45,29 @@ HUB_COLUMNS: tuple[str, ...] = (ID, TEXT, LANG, DOMAIN) + tuple(a.name for a in 
 
 @dataclass(frozen=True)
 class SplitConfig:
-    """[split] table.
+    """The `[split]` table of a preset."""
 
-    fractions: train, validation, test shares (sum 1). link_threshold /
-    lexical_link_threshold: cosine (embeddings / TF-IDF) at or above which two rows must share a
-    split. link_contrast_pairs: keep contrast pairs in one split. seed: group shuffling and the
-    baselines. what_if_thresholds / what_if_lexical_thresholds: the dedup thresholds compared in
-    the report (pairs; a `none` row is always added). what_if_random_split: also score a plain
-    random split (no groups) to show what leakage does. projection: `pca` or `tsne` for the 2-D
-    embedding plot. report: write the data report.
-    """
-
-    fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
-    link_threshold: float = 0.80
-    lexical_link_threshold: float = 0.50
-    link_contrast_pairs: bool = True
-    seed: int = 0
-    what_if_thresholds: list[float] = field(default_factory=lambda: [0.85, 0.90, 0.95])
-    what_if_lexical_thresholds: list[float] = field(default_factory=lambda: [0.70, 0.75, 0.85])
-    what_if_random_split: bool = True
-    projection: str = "pca"
-    report: bool = True
-    # Folder of the challenge split's corpus files (relative to the repository); empty: none.
+    fractions: list[float] = setting([0.8, 0.1, 0.1], "train, validation and test shares (sum 1)")
+    link_threshold: float = setting(0.80, "embedding cosine at or above which two rows must share a split")
+    lexical_link_threshold: float = setting(0.50, "TF-IDF cosine at or above which two rows must share a split")
+    link_contrast_pairs: bool = setting(True, "keep contrast pairs in one split")
+    seed: int = setting(0, "group shuffling and the baselines")
+    what_if_thresholds: list[float] = setting(
+        [0.85, 0.90, 0.95], "embedding dedup thresholds compared in the report (a `none` row is always added)"
+    )
+    what_if_lexical_thresholds: list[float] = setting(
+        [0.70, 0.75, 0.85], "TF-IDF dedup thresholds paired with them in the report"
+    )
+    what_if_random_split: bool = setting(
+        True, "also score a plain random split (no groups) to show what leakage does"
+    )
+    projection: str = setting("pca", "`pca` or `tsne` for the 2-D embedding plot")
+    report: bool = setting(True, "write the data report")
     # The bundled data/challenge goes with the bundled corpus: a build whose `clean.seed_dir`
     # names another corpus has no challenge split unless this names one.
-    challenge_dir: str = BUNDLED_CHALLENGE
+    challenge_dir: str = setting(
+        BUNDLED_CHALLENGE, "folder of the challenge split's corpus files (relative to the repository); empty: none"
+    )
 
     def __post_init__(self) -> None:
         if len(self.fractions) != 3 or any(f < 0 for f in self.fractions) or not math.isclose(sum(self.fractions), 1.0, abs_tol=1e-6):

@@ -50,7 +50,7 @@ from pipeline.cards import (
     render_space_readme,
     space_card_data,
 )
-from pipeline.config import REPO_ROOT, BuildLayout, ConfigError, stage_config
+from pipeline.config import REPO_ROOT, BuildLayout, ConfigError, setting, stage_config
 from pipeline.data_io import StageInputError, write_json
 from pipeline.decision import CONFIG_KEY, Thresholds
 from pipeline.evaluate import MODEL_KEY
@@ -75,25 +75,33 @@ CARD_DATA_HASH = re.compile(r"^\| trained on data hash \| `([0-9a-f]{64})` \|", 
 class StageConfig:
     """The `[stage]` table of a preset."""
 
-    license: str = "apache-2.0"  # Hub license id of the model and the Space (the code's licence)
-    dataset_license: str = "cc-by-4.0"  # Hub license id of the dataset
-    dataset_pretty_name: str = "LM-Action commands"  # dataset card title and `pretty_name`
-    model_pretty_name: str = "LM-Action task classifier"  # model card title
-    space_title: str = "LM-Action gate"  # Space title
-    space_emoji: str = "🛡️"  # Space emoji
-    space_color_from: str = "indigo"  # Space thumbnail gradient start (a Hub colour name)
-    space_color_to: str = "green"  # Space thumbnail gradient end
-    space_short_description: str = "Should an AI agent act on this command?"  # at most 60 characters
-    tags: list[str] = field(default_factory=lambda: ["agents", "safety", "guardrails", "multilingual"])
-    onnx: bool = True  # export onnx/model.onnx into the staged model
-    onnx_quantize: bool = True  # also onnx/model_quantized.onnx (dynamic int8)
+    license: str = setting("apache-2.0", "Hub license id of the model and the Space (the code's licence)")
+    dataset_license: str = setting("cc-by-4.0", "Hub license id of the dataset")
+    dataset_pretty_name: str = setting("LM-Action commands", "dataset card title and `pretty_name`")
+    model_pretty_name: str = setting("LM-Action task classifier", "model card title")
+    space_title: str = setting("LM-Action gate", "Space title")
+    space_emoji: str = setting("🛡️", "Space emoji")
+    space_color_from: str = setting("indigo", "Space thumbnail gradient start (a Hub colour name)")
+    space_color_to: str = setting("green", "Space thumbnail gradient end")
+    space_short_description: str = setting(
+        "Should an AI agent act on this command?", "Space short description, at most 60 characters"
+    )
+    tags: list[str] = setting(["agents", "safety", "guardrails", "multilingual"], "Hub tags of the three repos")
+    onnx: bool = setting(True, "export onnx/model.onnx into the staged model")
+    onnx_quantize: bool = setting(True, "also onnx/model_quantized.onnx (dynamic int8)")
     # Parity of the ONNX files with torch on the parity texts (onnx_<name> for each name in
     # pipeline.onnx_export.TOLERANCES); beyond one, `stage` fails and build/hub/model is kept as it was.
-    onnx_max_abs_diff_fp32: float = OnnxExportConfig.max_abs_diff_fp32  # largest probability difference, fp32
-    onnx_max_abs_diff_int8: float = OnnxExportConfig.max_abs_diff_int8  # ... int8
-    onnx_max_label_change_int8: float = OnnxExportConfig.max_label_change_int8  # share of labels int8 may change
-    dataset_figures: list[str] = field(default_factory=lambda: ["data*.png"])  # report PNGs the dataset card shows
-    model_figures: list[str] = field(default_factory=lambda: ["eval_*.png", "train_*.png"])  # ... the model card shows
+    onnx_max_abs_diff_fp32: float = setting(
+        OnnxExportConfig.max_abs_diff_fp32, "largest probability difference of model.onnx from torch; beyond it `stage` fails"
+    )
+    onnx_max_abs_diff_int8: float = setting(
+        OnnxExportConfig.max_abs_diff_int8, "largest probability difference of model_quantized.onnx from torch"
+    )
+    onnx_max_label_change_int8: float = setting(
+        OnnxExportConfig.max_label_change_int8, "share of attribute labels model_quantized.onnx may change"
+    )
+    dataset_figures: list[str] = setting(["data*.png"], "report PNGs the dataset card shows")
+    model_figures: list[str] = setting(["eval_*.png", "train_*.png"], "report PNGs the model card shows")
 
     def __post_init__(self) -> None:
         for name in ONNX_TOLERANCES:
