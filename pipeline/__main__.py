@@ -36,6 +36,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "bench-generate": ("pipeline.bench_generate", "benchmark generation against a local server"),
     "bench-dedup": ("pipeline.bench_dedup", "benchmark embedding and near-duplicate search"),
     "bench-infer": ("pipeline.bench_infer", "benchmark CPU inference backends"),
+    "compare": ("pipeline.compare", "one table of several trained models from their reports"),
     "serve": ("pipeline.serve", "serve the gate over HTTP: /v1/classify, /v1/moderations, /healthz"),
 }
 
