@@ -13,7 +13,7 @@ import argparse
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,7 @@ import pandas as pd
 
 from pipeline.augment import ATTACK_KINDS
 from pipeline.calibration import Calibration, fit_calibration
-from pipeline.config import DEFAULT_BACKBONE, BuildLayout, stage_config, to_dict
+from pipeline.config import DEFAULT_BACKBONE, BuildLayout, setting, stage_config, to_dict
 from pipeline.decision import Decision, Thresholds, decisions_from_frame, decisions_from_probabilities
 from pipeline.metrics import (
     BLOCK_ATTRIBUTES,
@@ -56,25 +56,27 @@ within it). Block tuning on: {tune_block}."""
 class EvaluateConfig:
     """The `[evaluate]` table of a preset."""
 
-    batch_size: int = 64  # commands per forward pass of the model
-    max_length: int = 128  # tokens read per command at prediction time
-    backend: str = "torch"  # Predictor backend (the model is not exported to ONNX yet here)
-    baselines: list[str] = field(default_factory=lambda: list(BASELINE_KINDS))  # tfidf, embedding
-    embedding_model: str = DEFAULT_BACKBONE  # sentence-embedding model of the embedding baseline
-    embedding_batch_size: int = 64  # texts per embedding batch of that baseline
-    threshold_min: float = 0.02  # lowest threshold tried
-    threshold_max: float = 0.98  # highest threshold tried
-    threshold_step: float = 0.01  # grid step of the threshold search
-    tune_block: bool = True  # shift the three block thresholds to meet the block goal
-    block_recall_target: float = 0.97  # validation block recall the shift aims for (goal too)
-    max_false_block_rate: float = 0.05  # false-block limit on `allow` commands (goal too)
-    goal_binary_macro_f1: float = 0.90  # test macro-F1 goal of each binary attribute
-    goal_risk_macro_f1: float = 0.85  # test macro-F1 goal of risk
-    calibrate: bool = True  # fit per-output Platt scaling on validation and fold it into the head
-    goal_max_ece: float = 0.05  # expected calibration error goal of each attribute (test)
-    robustness_kinds: list[str] = field(default_factory=lambda: list(ATTACK_KINDS))  # disguises scored (challenge split, else test)
-    confident_errors: int = 20  # most confident test errors listed in the report
-    seed: int = 0  # baselines' random state
+    batch_size: int = setting(64, "commands per forward pass of the model")
+    max_length: int = setting(128, "tokens read per command at prediction time")
+    backend: str = setting("torch", "Predictor backend (the model is not exported to ONNX yet here)")
+    baselines: list[str] = setting(list(BASELINE_KINDS), "baselines compared with the model: tfidf, embedding")
+    embedding_model: str = setting(DEFAULT_BACKBONE, "sentence-embedding model of the embedding baseline")
+    embedding_batch_size: int = setting(64, "texts per embedding batch of that baseline")
+    threshold_min: float = setting(0.02, "lowest threshold tried")
+    threshold_max: float = setting(0.98, "highest threshold tried")
+    threshold_step: float = setting(0.01, "grid step of the threshold search")
+    tune_block: bool = setting(True, "shift the three block thresholds to meet the block goal")
+    block_recall_target: float = setting(0.97, "validation block recall the shift aims for (goal too)")
+    max_false_block_rate: float = setting(0.05, "false-block limit on `allow` commands (goal too)")
+    goal_binary_macro_f1: float = setting(0.90, "test macro-F1 goal of each binary attribute")
+    goal_risk_macro_f1: float = setting(0.85, "test macro-F1 goal of risk")
+    calibrate: bool = setting(True, "fit per-output Platt scaling on validation and fold it into the head")
+    goal_max_ece: float = setting(0.05, "expected calibration error goal of each attribute (test)")
+    robustness_kinds: list[str] = setting(
+        list(ATTACK_KINDS), "disguises scored (challenge split, else test)"
+    )
+    confident_errors: int = setting(20, "most confident test errors listed in the report")
+    seed: int = setting(0, "baselines' random state")
 
 
 @dataclass

@@ -16,14 +16,14 @@ import shlex
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from pipeline.augment import LOCAL_KINDS, AugmentConfig, ParaphraseConfig, augment_frame
-from pipeline.config import DEFAULT_BACKBONE, BuildLayout, stage_config, to_dict
+from pipeline.config import DEFAULT_BACKBONE, BuildLayout, setting, stage_config, to_dict
 from pipeline.decision import DEFAULT_THRESHOLD, Thresholds
 from pipeline.llm import ProviderConfig
 from pipeline.losses import MultiLabelLoss, positive_class_weights
@@ -53,53 +53,65 @@ MIXED_PRECISION = ("auto", "bf16", "fp16", "no")
 class TrainConfig:
     """The `[train]` table of a preset."""
 
-    backbone: str = DEFAULT_BACKBONE  # Hub id or local folder of the encoder to fine-tune
-    max_length: int = 64  # tokens per command; longer ones are cut
-    epochs: float = 3.0  # passes over the (augmented) training split
-    max_steps: int = -1  # optimizer steps; > 0 overrides epochs
-    batch_size: int = 32  # rows per device per forward pass
-    eval_batch_size: int = 64  # rows per device when scoring the validation split
-    gradient_accumulation_steps: int = 1  # forward passes per optimizer step
-    learning_rate: float = 5e-5  # peak learning rate of the encoder
-    head_learning_rate: float | None = None  # peak rate of the new pooler + classifier head; None = learning_rate
-    weight_decay: float = 0.01  # AdamW weight decay
-    optim: str = "adamw_torch"  # a `transformers` optimizer name (OptimizerNames)
-    max_grad_norm: float = 1.0  # gradient clipping; 0 turns it off
-    lr_scheduler: str = "linear"  # linear, cosine, constant_with_warmup, ... (SchedulerType)
-    warmup_ratio: float = 0.1  # share of the optimizer steps spent warming up linearly from 0
-    dropout: float | None = None  # replaces every dropout probability of the model when set
-    freeze_embeddings: bool = False  # keep the word-embedding matrix fixed (faster on CPU, less overfitting)
-    freeze_layers: int = 0  # keep the embeddings and this many bottom encoder layers fixed
-    focal_loss: bool = True  # focal binary cross-entropy instead of plain BCE
-    focal_gamma: float = 2.0  # focusing parameter; 0 is plain BCE
-    class_weighting: bool = True  # weight each output's positive term by its class imbalance
-    class_weight_power: float = 0.5  # (negatives/positives) ** power; 1 fully balances
-    augment: bool = True  # augment the training split (never validation or test)
-    augment_kinds: list[str] = field(default_factory=lambda: list(LOCAL_KINDS))
-    augment_copies: int = 1  # local augmented copies per selected training row, one random kind each
-    augment_fraction: float = 1.0  # share of training rows that get local copies
-    augment_deletion_p: float = 0.1  # per-word deletion probability (negations are kept)
-    augment_swap_n: int = 1  # word pairs swapped per copy
-    augment_typo_p: float = 0.1  # per-word probability of one keyboard typo
-    augment_obfuscation_p: float = 0.3  # share of letters the leet and homoglyph kinds replace
-    paraphrase_base_url: str = ""  # OpenAI-compatible endpoint for LLM paraphrases; empty = off
-    paraphrase_model: str = ""  # model name at that endpoint
-    paraphrase_copies: int = 1  # paraphrases asked per training row
-    paraphrase_api_key_env: str = ""  # environment variable holding the key; empty for a local server
-    early_stopping: bool = True  # stop when validation macro-F1 stops improving; keep the best
-    early_stopping_patience: int = 2  # evaluations without improvement before stopping
-    early_stopping_threshold: float = 0.0  # smallest macro-F1 gain that counts as improvement
-    eval_steps: int = 0  # evaluate every this many optimizer steps; 0 = once per epoch
-    logging_steps: int = 10  # optimizer steps between training-loss points of the curve
-    lora: bool = False  # train LoRA adapters (plus the head) instead of all weights; merged at export
-    lora_r: int = 16  # LoRA rank
-    lora_alpha: int = 32  # LoRA scaling numerator
-    lora_dropout: float = 0.1  # dropout on the LoRA path
-    lora_target_modules: list[str] = field(default_factory=lambda: ["query", "key", "value"])
-    mixed_precision: str = "auto"  # auto (bf16, else fp16, on GPU; none on CPU), bf16, fp16, no
-    group_by_length: bool = True  # batch commands of similar length (less padding)
-    dataloader_workers: int = 0  # DataLoader worker processes
-    seed: int = 42  # model init, data order, dropout and augmentation
+    backbone: str = setting(DEFAULT_BACKBONE, "Hub id or local folder of the encoder to fine-tune")
+    max_length: int = setting(64, "tokens per command; longer ones are cut")
+    epochs: float = setting(3.0, "passes over the (augmented) training split")
+    max_steps: int = setting(-1, "optimizer steps; > 0 overrides epochs")
+    batch_size: int = setting(32, "rows per device per forward pass")
+    eval_batch_size: int = setting(64, "rows per device when scoring the validation split")
+    gradient_accumulation_steps: int = setting(1, "forward passes per optimizer step")
+    learning_rate: float = setting(5e-5, "peak learning rate of the encoder")
+    head_learning_rate: float | None = setting(
+        None, "peak rate of the new pooler + classifier head; None = learning_rate"
+    )
+    weight_decay: float = setting(0.01, "AdamW weight decay")
+    optim: str = setting("adamw_torch", "a `transformers` optimizer name (OptimizerNames)")
+    max_grad_norm: float = setting(1.0, "gradient clipping; 0 turns it off")
+    lr_scheduler: str = setting("linear", "linear, cosine, constant_with_warmup, ... (SchedulerType)")
+    warmup_ratio: float = setting(0.1, "share of the optimizer steps spent warming up linearly from 0")
+    dropout: float | None = setting(None, "replaces every dropout probability of the model when set")
+    freeze_embeddings: bool = setting(
+        False, "keep the word-embedding matrix fixed (faster on CPU, less overfitting)"
+    )
+    freeze_layers: int = setting(0, "keep the embeddings and this many bottom encoder layers fixed")
+    focal_loss: bool = setting(True, "focal binary cross-entropy instead of plain BCE")
+    focal_gamma: float = setting(2.0, "focusing parameter; 0 is plain BCE")
+    class_weighting: bool = setting(True, "weight each output's positive term by its class imbalance")
+    class_weight_power: float = setting(0.5, "(negatives/positives) ** power; 1 fully balances")
+    augment: bool = setting(True, "augment the training split (never validation or test)")
+    augment_kinds: list[str] = setting(
+        list(LOCAL_KINDS), "local augmentation kinds drawn from, one per copy"
+    )
+    augment_copies: int = setting(
+        1, "local augmented copies per selected training row, one random kind each"
+    )
+    augment_fraction: float = setting(1.0, "share of training rows that get local copies")
+    augment_deletion_p: float = setting(0.1, "per-word deletion probability (negations are kept)")
+    augment_swap_n: int = setting(1, "word pairs swapped per copy")
+    augment_typo_p: float = setting(0.1, "per-word probability of one keyboard typo")
+    augment_obfuscation_p: float = setting(0.3, "share of letters the leet and homoglyph kinds replace")
+    paraphrase_base_url: str = setting("", "OpenAI-compatible endpoint for LLM paraphrases; empty = off")
+    paraphrase_model: str = setting("", "model name at that endpoint")
+    paraphrase_copies: int = setting(1, "paraphrases asked per training row")
+    paraphrase_api_key_env: str = setting(
+        "", "environment variable holding the key; empty for a local server"
+    )
+    early_stopping: bool = setting(True, "stop when validation macro-F1 stops improving; keep the best")
+    early_stopping_patience: int = setting(2, "evaluations without improvement before stopping")
+    early_stopping_threshold: float = setting(0.0, "smallest macro-F1 gain that counts as improvement")
+    eval_steps: int = setting(0, "evaluate every this many optimizer steps; 0 = once per epoch")
+    logging_steps: int = setting(10, "optimizer steps between training-loss points of the curve")
+    lora: bool = setting(
+        False, "train LoRA adapters (plus the head) instead of all weights; merged at export"
+    )
+    lora_r: int = setting(16, "LoRA rank")
+    lora_alpha: int = setting(32, "LoRA scaling numerator")
+    lora_dropout: float = setting(0.1, "dropout on the LoRA path")
+    lora_target_modules: list[str] = setting(["query", "key", "value"], "modules that get LoRA adapters")
+    mixed_precision: str = setting("auto", "auto (bf16, else fp16, on GPU; none on CPU), bf16, fp16, no")
+    group_by_length: bool = setting(True, "batch commands of similar length (less padding)")
+    dataloader_workers: int = setting(0, "DataLoader worker processes")
+    seed: int = setting(42, "model init, data order, dropout and augmentation")
 
 
 @dataclass
