@@ -305,11 +305,9 @@ def format_markdown(results: list[BackendResult], meta: dict) -> str:
 
 
 def plot(results: list[BackendResult], path: Path) -> None:
-    import matplotlib
+    from pipeline.plots import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     names = [r.name for r in results]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
     colors = ["#7f7f7f" if n in (BASELINE, PLAIN) else "#1f77b4" for n in names]

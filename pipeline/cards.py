@@ -16,7 +16,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
@@ -24,6 +24,7 @@ from pipeline import decision
 from pipeline.config import REPO_ROOT
 from pipeline.decision import DECISIONS, DEFAULT_UNCERTAINTY_MARGIN, Decision, Thresholds, decisions_from_frame
 from pipeline.evaluate import MODEL_KEY
+from pipeline.markdown import fmt, markdown_table
 from pipeline.metrics import BLOCK_ATTRIBUTES
 from pipeline.schema import (
     ATTRIBUTE_NAMES,
@@ -171,30 +172,6 @@ class ModelReports:
 
 # ---------------------------------------------------------------------------------------------
 # Formatting
-
-
-def fmt(value: Any, digits: int = 4) -> str:
-    """A value as a table cell: floats to `digits` places, None as n/a, booleans as yes/no."""
-    if value is None:
-        return "n/a"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
-    if isinstance(value, (list, tuple)):
-        return " / ".join(fmt(v, digits) for v in value)
-    return str(value)
-
-
-def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """A GitHub-flavoured Markdown table; `|` and newlines inside cells are escaped."""
-
-    def cell(value: Any) -> str:
-        return fmt(value).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def share(part: int, total: int) -> str:

@@ -25,8 +25,10 @@ from pipeline.config import GENERATED_DIR, BuildLayout, to_dict
 from pipeline.corpus_stats import length_bucket
 from pipeline.data_io import read_stage_output, write_json
 from pipeline.decision import decisions_from_frame
+from pipeline.markdown import markdown_table
 from pipeline.dedup import EMBEDDING, LEXICAL, DedupConfig, SimilarityPairs, SpaceSet, build_spaces, merge_near_duplicates
 from pipeline.metrics import gold_classes, mean_macro_f1
+from pipeline.plots import figure
 from pipeline.schema import ATTRIBUTES, DOMAIN, ID, LANG, MODEL_OUTPUTS, SOURCE, TEXT, targets_from_frame
 from pipeline.split import CLUSTER_ID, SPLIT, SPLITS, SplitConfig, SplitResult, cross_split_pairs, split
 from pipeline.text_forms import corpus_figures, goal_report
@@ -158,59 +160,42 @@ def split_tables(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return tables
 
 
-def markdown_table(table: pd.DataFrame, index_name: str = "") -> str:
-    header = "| " + " | ".join([index_name] + [str(c) for c in table.columns]) + " |"
-    rule = "|" + "|".join(["---"] + ["---:"] * len(table.columns)) + "|"
-    body = ["| " + " | ".join([str(i)] + [str(v) for v in row]) + " |" for i, row in zip(table.index, table.to_numpy())]
-    return "\n".join([header, rule, *body])
+def frame_table(table: pd.DataFrame, index_name: str = "") -> str:
+    """A count table (index and columns) as Markdown, the counts aligned right."""
+    rows = [[i, *row] for i, row in zip(table.index, table.to_numpy().tolist())]
+    header = [index_name, *(str(c) for c in table.columns)]
+    return markdown_table(header, rows, right_aligned=range(1, len(header)))
 
 
 # ---------------------------------------------------------------------------------------------
 # Plots
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_histogram(sizes: dict[str, int], title: str, path: Path) -> Path:
-    plt = _pyplot()
     keys = sorted(sizes, key=int)
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.bar([str(k) for k in keys], [sizes[k] for k in keys], color="#4477aa")
-    ax.set_yscale("log")
-    ax.set_xlabel("size (rows)")
-    ax.set_ylabel("count (log)")
-    ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with figure(path, figsize=(6, 3.5)) as (fig, ax):
+        ax.bar([str(k) for k in keys], [sizes[k] for k in keys], color="#4477aa")
+        ax.set_yscale("log")
+        ax.set_xlabel("size (rows)")
+        ax.set_ylabel("count (log)")
+        ax.set_title(title)
     return path
 
 
 def plot_split_counts(tables: dict[str, pd.DataFrame], path: Path) -> Path:
-    plt = _pyplot()
     names = [a.name for a in ATTRIBUTES]
-    fig, axes = plt.subplots(1, len(names), figsize=(3 * len(names), 3.2))
-    for ax, name in zip(axes, names):
-        table = tables[name][list(SPLITS)]
-        share = table / table.sum(axis=0).replace(0, 1)
-        bottom = np.zeros(len(SPLITS))
-        for value, row in share.iterrows():
-            ax.bar(list(SPLITS), row.to_numpy(), bottom=bottom, label=value)
-            bottom += row.to_numpy()
-        ax.set_title(name, fontsize=9)
-        ax.tick_params(axis="x", labelsize=7)
-        ax.legend(fontsize=6, loc="lower right")
-    fig.suptitle("label shares per split")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with figure(path, 1, len(names), figsize=(3 * len(names), 3.2)) as (fig, axes):
+        for ax, name in zip(axes, names):
+            table = tables[name][list(SPLITS)]
+            share = table / table.sum(axis=0).replace(0, 1)
+            bottom = np.zeros(len(SPLITS))
+            for value, row in share.iterrows():
+                ax.bar(list(SPLITS), row.to_numpy(), bottom=bottom, label=value)
+                bottom += row.to_numpy()
+            ax.set_title(name, fontsize=9)
+            ax.tick_params(axis="x", labelsize=7)
+            ax.legend(fontsize=6, loc="lower right")
+        fig.suptitle("label shares per split")
     return path
 
 
@@ -227,20 +212,16 @@ def projection_2d(vectors: np.ndarray, method: str, seed: int) -> np.ndarray:
 
 
 def plot_projection(frame: pd.DataFrame, coords: np.ndarray, method: str, path: Path) -> Path:
-    plt = _pyplot()
-    fig, axes = plt.subplots(2, 3, figsize=(13, 8))
-    for ax, attribute in zip(axes.ravel(), ATTRIBUTES):
-        for value in attribute.values:
-            mask = (frame[attribute.name] == value).to_numpy()
-            ax.scatter(coords[mask, 0], coords[mask, 1], s=3, alpha=0.5, label=f"{value} ({mask.sum()})")
-        ax.set_title(attribute.name)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.legend(markerscale=4, fontsize=7)
-    fig.suptitle(f"{method.upper()} projection of the sentence embeddings, colored by label")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with figure(path, 2, 3, figsize=(13, 8)) as (fig, axes):
+        for ax, attribute in zip(axes.ravel(), ATTRIBUTES):
+            for value in attribute.values:
+                mask = (frame[attribute.name] == value).to_numpy()
+                ax.scatter(coords[mask, 0], coords[mask, 1], s=3, alpha=0.5, label=f"{value} ({mask.sum()})")
+            ax.set_title(attribute.name)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.legend(markerscale=4, fontsize=7)
+        fig.suptitle(f"{method.upper()} projection of the sentence embeddings, colored by label")
     return path
 
 
@@ -411,7 +392,7 @@ def render_markdown(
         lines += ["", f"Chosen: {dedup_config.threshold:.2f} (embedding) / {dedup_config.lexical_threshold:.2f} (TF-IDF)."]
     lines += ["", "## Counts per split"]
     for title, table in tables.items():
-        lines += ["", f"### {title}", "", markdown_table(table)]
+        lines += ["", f"### {title}", "", frame_table(table)]
     lines += ["", "## Sources", "", "| source | rows | languages | decisions |", "|---|---:|---|---|"]
     for s in data.get("sources") or []:
         langs = ", ".join(f"{k} {v}" for k, v in s["languages"].items())

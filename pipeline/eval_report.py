@@ -8,6 +8,8 @@ from pathlib import Path
 
 from pipeline.decision import DECISIONS
 from pipeline.evaluate import MODEL_KEY
+from pipeline.markdown import fmt, markdown_table
+from pipeline.plots import pyplot
 from pipeline.schema import ATTRIBUTE_NAMES, ATTRIBUTES_BY_NAME
 
 FIGURES = {
@@ -18,32 +20,8 @@ FIGURES = {
 }
 
 
-def _fmt(value, digits: int = 4) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    if isinstance(value, (list, tuple)):
-        return " / ".join(_fmt(v, digits) for v in value)
-    return str(value)
-
-
 def _table(header: list[str], rows: list[list]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-    for row in rows:
-        lines.append("| " + " | ".join(_fmt(v).replace("|", "\\|").replace("\n", " ") for v in row) + " |")
-    return lines + [""]
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return [markdown_table(header, rows), ""]
 
 
 def _heatmap(ax, matrix, labels: list[str], title: str) -> None:
@@ -61,7 +39,7 @@ def _heatmap(ax, matrix, labels: list[str], title: str) -> None:
 
 def plot_figures(result: dict, out_dir: Path) -> dict[str, Path]:
     """Write the report's PNG figures; returns their paths by name."""
-    plt = _pyplot()
+    plt = pyplot()
     models = result["models"]
     paths = {name: out_dir / file for name, file in FIGURES.items()}
 
@@ -128,7 +106,7 @@ def _training_section(train: dict | None) -> list[str]:
         f"{train['epochs_completed']:.2f} epochs{' (stopped early)' if train['stopped_early'] else ''}",
         f"- rows: {train['rows']['train']} training (augmented: {train['rows']['augmented'] or 'none'}), "
         f"{train['rows']['validation']} validation",
-        f"- best validation macro-F1 at thresholds 0.5: {_fmt(train['best_validation_macro_f1'])} (step {train['best_step']})",
+        f"- best validation macro-F1 at thresholds 0.5: {fmt(train['best_validation_macro_f1'])} (step {train['best_step']})",
         "",
         "![training curve](train_curve.png)",
         "",

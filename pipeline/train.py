@@ -492,11 +492,9 @@ def training_curves(log_history: list[dict]) -> dict[str, list[dict]]:
 
 def plot_training_curve(curves: dict[str, list[dict]], path: Path) -> Path:
     """Loss (training and validation) and validation macro-F1 against optimizer steps."""
-    import matplotlib
+    from pipeline.plots import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, (ax_loss, ax_f1) = plt.subplots(1, 2, figsize=(11, 4))
     train_points, eval_points = curves["train"], curves["validation"]
     ax_loss.plot([p["step"] for p in train_points], [p["loss"] for p in train_points], label="train")

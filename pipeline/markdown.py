@@ -1,0 +1,36 @@
+"""Markdown for the reports and cards: one number formatter and one table."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Sequence
+
+
+def fmt(value: Any, digits: int = 4) -> str:
+    """A value as a table cell: floats to `digits` places, None and NaN as n/a, booleans as
+    yes/no, lists and tuples joined by " / "."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
+    if isinstance(value, (list, tuple)):
+        return " / ".join(fmt(v, digits) for v in value)
+    return str(value)
+
+
+def markdown_table(
+    header: Sequence[str], rows: Iterable[Sequence[Any]], right_aligned: Iterable[int] = ()
+) -> str:
+    """A GitHub-flavoured Markdown table of `fmt` cells; `|` and newlines inside cells are
+    escaped; the columns at the `right_aligned` positions are aligned right (numbers)."""
+
+    def cell(value: Any) -> str:
+        return fmt(value).replace("|", "\\|").replace("\n", " ")
+
+    right = set(right_aligned)
+    rule = "|" + "|".join(" ---: " if i in right else " --- " for i in range(len(header))) + "|"
+    lines = ["| " + " | ".join(header) + " |", rule]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
