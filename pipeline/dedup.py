@@ -25,6 +25,7 @@ import argparse
 import json
 import logging
 import time
+from pathlib import Path
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -343,6 +344,19 @@ def choose_search(n: int, config: DedupConfig, device: str = "cpu") -> str:
     return wanted
 
 
+def make_embedder(config: DedupConfig, cache_dir: Path | None = None):
+    """The sentence embedder of `config` (dedup, split and the data report share it); its
+    vectors are cached under `cache_dir` when given and `config.cache` is on."""
+    from pipeline.embeddings import TextEmbedder
+
+    return TextEmbedder(
+        config.model,
+        device=config.device,
+        batch_size=config.batch_size,
+        cache_dir=cache_dir if config.cache else None,
+    )
+
+
 def build_spaces(frame: pd.DataFrame, config: DedupConfig, embedder=None) -> SpaceSet:
     """Vectors of every row: `embedder` (a `TextEmbedder`) for `embedding_languages`, TF-IDF
     character n-grams for the other languages."""
@@ -354,9 +368,7 @@ def build_spaces(frame: pd.DataFrame, config: DedupConfig, embedder=None) -> Spa
         started = time.perf_counter()
         if lang in config.embedding_languages:
             if embedder is None:
-                from pipeline.embeddings import TextEmbedder
-
-                embedder = TextEmbedder(config.model, device=config.device, batch_size=config.batch_size)
+                embedder = make_embedder(config)
             vectors: object = embedder.encode(texts[positions].tolist())
             kind = EMBEDDING
         else:
@@ -505,17 +517,6 @@ def dedup(frame: pd.DataFrame, config: DedupConfig, embedder=None) -> DedupResul
 # CLI
 
 
-def make_embedder(config: DedupConfig, layout: BuildLayout):
-    from pipeline.embeddings import TextEmbedder
-
-    return TextEmbedder(
-        config.model,
-        device=config.device,
-        batch_size=config.batch_size,
-        cache_dir=layout.cache if config.cache else None,
-    )
-
-
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
@@ -524,7 +525,7 @@ def main(args: argparse.Namespace) -> int:
     config = stage_config(DedupConfig, "dedup", args.preset, args.overrides)
     layout = BuildLayout(args.build_dir)
     frame = read_stage_output(layout.cleaned, "clean")
-    embedder = make_embedder(config, layout)
+    embedder = make_embedder(config, layout.cache)
     spaces = build_spaces(frame, config, embedder)
     pairs = spaces.search(config.thresholds(), config, embedder.device)
     result = merge_near_duplicates(frame, pairs, spaces, config.thresholds())

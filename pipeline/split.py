@@ -299,7 +299,7 @@ def main(args: argparse.Namespace) -> int:
     dedup_config = stage_config(DedupConfig, "dedup", args.preset, args.overrides)
     layout = BuildLayout(args.build_dir)
     frame = read_stage_output(layout.deduped, "dedup")
-    embedder = make_embedder(dedup_config, layout)
+    embedder = make_embedder(dedup_config, layout.cache)
     spaces = build_spaces(frame, dedup_config, embedder)
     dedup_thresholds = dedup_config.thresholds()
     loosest = {k: min(v, dedup_thresholds[k]) for k, v in config.link_thresholds().items()}
