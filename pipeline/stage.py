@@ -492,14 +492,27 @@ def module_closure(entry: str, first_party: tuple[str, ...] = ("pipeline", "spac
     return sorted(seen)
 
 
+def requirement_pins(path: Path) -> dict[str, str]:
+    """The `name==version` pins of a requirements file, by the name as written (extras and
+    markers allowed); comments, options (`--extra-index-url`) and unpinned lines are skipped."""
+    from packaging.requirements import Requirement
+
+    pins = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.split(" #", 1)[0].strip()
+        if not line or line.startswith(("#", "-")):
+            continue
+        requirement = Requirement(line)
+        exact = [s.version for s in requirement.specifier if s.operator == "=="]
+        if len(exact) == 1:
+            pins[requirement.name] = exact[0]
+    return pins
+
+
 def check_requirements(path: Path) -> dict[str, str]:
     """The `name==version` pins of a requirements file; a pin that differs from the installed
     version is logged (the Space would run other code than the one this build tested)."""
-    pins = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        match = re.match(r"^([A-Za-z0-9_.\-]+)(?:\[[^\]]*\])?==(\S+)", line.strip())
-        if match:
-            pins[match.group(1)] = match.group(2)
+    pins = requirement_pins(path)
     for name, version in pins.items():
         try:
             installed = importlib.metadata.version(name)

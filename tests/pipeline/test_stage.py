@@ -258,3 +258,16 @@ def test_a_model_whose_thresholds_differ_from_eval_json_is_refused_and_the_old_f
     with pytest.raises(StageInputError, match="differ from eval.json for legal"):
         stage_model(layout, StageConfig(), REPOS, Release("0", "0" * 64), ["en"])
     assert staged_files(layout.hub_model) == ["config.json"]
+
+
+def test_requirement_pins_read_exact_pins_and_skip_the_rest(tmp_path):
+    from pipeline.stage import requirement_pins
+
+    path = tmp_path / "requirements.txt"
+    path.write_text(
+        "# the Space\n--extra-index-url https://download.pytorch.org/whl/cpu\n"
+        "torch==2.13.0\npsycopg[binary]==3.3.9  # with libpq\n"
+        'tomli==2.0.1; python_version < "3.11"\nrich>=13\n\nPyYAML==6.0.3\n',
+        encoding="utf-8",
+    )
+    assert requirement_pins(path) == {"torch": "2.13.0", "psycopg": "3.3.9", "tomli": "2.0.1", "PyYAML": "6.0.3"}
