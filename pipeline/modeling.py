@@ -81,7 +81,11 @@ def save_classifier(model, tokenizer, out_dir: str | Path, thresholds: Threshold
     if positions and (tokenizer.model_max_length or 0) > positions:
         tokenizer.model_max_length = positions
     tokenizer.save_pretrained(out)
-    drop_runtime_tokenizer_keys(out / "tokenizer_config.json", keep_pipeline=has_input_normalization(tokenizer))
+    drop_runtime_tokenizer_keys(
+        out / "tokenizer_config.json",
+        keep_pipeline=has_input_normalization(tokenizer),
+        model_input_names=list(tokenizer.model_input_names),
+    )
     return out
 
 
@@ -92,16 +96,21 @@ RUNTIME_TOKENIZER_KEYS: tuple[str, ...] = (
 )
 
 
-def drop_runtime_tokenizer_keys(path: Path, keep_pipeline: bool = False) -> None:
+def drop_runtime_tokenizer_keys(
+    path: Path, keep_pipeline: bool = False, model_input_names: list[str] | None = None
+) -> None:
     """Remove `RUNTIME_TOKENIZER_KEYS` from a saved `tokenizer_config.json`. With `keep_pipeline`
     the tokenizer class becomes `TokenizersBackend`, which runs tokenizer.json exactly as saved
     (a model-specific class such as `BertTokenizer` rebuilds its normalizer from its settings
-    and would drop the input normalization)."""
+    and would drop the input normalization), keeping the inputs the model takes
+    (`model_input_names`, e.g. BERT's token types)."""
     if not path.is_file():
         return
     data = json.loads(path.read_text(encoding="utf-8"))
     kept = {k: v for k, v in data.items() if k not in RUNTIME_TOKENIZER_KEYS}
     if keep_pipeline:
         kept["tokenizer_class"] = "TokenizersBackend"
+        if model_input_names:
+            kept["model_input_names"] = model_input_names
     if kept != data:
         path.write_text(json.dumps(kept, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
