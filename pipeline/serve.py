@@ -21,6 +21,7 @@ import re
 import threading
 import unicodedata
 import uuid
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Literal, Sequence
@@ -112,7 +113,9 @@ class GatedCommand:
     notices: tuple[str, ...]
 
 
-def gate_commands(predictor: Predictor, commands: Sequence[str], lock: threading.Lock) -> list[GatedCommand]:
+def gate_commands(
+    predictor: Predictor, commands: Sequence[str], lock: AbstractContextManager
+) -> list[GatedCommand]:
     """Clean, score (under `lock`) and gate every command, in order. A long command is read in
     windows; one not read in full, or with no command in it, is at least `confirm`."""
     cleaned = [clean_command(c) for c in commands]
@@ -149,7 +152,8 @@ def gate_commands(predictor: Predictor, commands: Sequence[str], lock: threading
 # Request and response models (the OpenAPI schema)
 
 
-def _json_type(value: object) -> str:
+def json_type(value: object) -> str:
+    """How a JSON value is named in an error: a number, a list, an object, null."""
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, (int, float)):
@@ -177,12 +181,12 @@ def _check_input(value: object) -> object:
         items = {f"input[{i}]": item for i, item in enumerate(value)}
     else:
         raise PydanticCustomError(
-            "input_type", f"input: expected a string or a list of strings, got {_json_type(value)}"
+            "input_type", f"input: expected a string or a list of strings, got {json_type(value)}"
         )
     for where, item in items.items():
         if not isinstance(item, str):
             raise PydanticCustomError(
-                "input_type", f"{where}: expected a string, got {_json_type(item)}"
+                "input_type", f"{where}: expected a string, got {json_type(item)}"
             )
         if len(item) > MAX_COMMAND_CHARS:
             raise PydanticCustomError(
@@ -432,12 +436,12 @@ REFUSALS = {
 def create_api(
     predictor: Predictor,
     model_name: str | None = None,
-    lock: threading.Lock | None = None,
+    lock: AbstractContextManager | None = None,
     openapi_url: str = "/openapi.json",
 ) -> FastAPI:
     """The gate's HTTP API around a loaded `predictor`. `model_name` is what responses name
     (default: the model folder's name); `lock` serializes model calls (pass the one other users
-    of the same predictor hold); the schema is served at `openapi_url` and read by `/docs`."""
+    of the same predictor hold; any context manager that holds a lock while it is entered); the schema is served at `openapi_url` and read by `/docs`."""
     model = model_name or predictor.model_dir.name
     lock = lock or threading.Lock()
     api = FastAPI(

@@ -3,6 +3,7 @@ plots, dataset statistics and how to call the API."""
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import re
@@ -167,10 +168,40 @@ client = Client("{space_ref}")
 result = client.predict("delete every file in my Downloads folder", api_name="/classify")
 print(result["decision"], result["reasons"])
 
-# a CSV (a `text` column) or TXT (one command per line), up to {MAX_BATCH_ROWS:,} rows
-summary, table, csv_path = client.predict(handle_file("commands.csv"), api_name="/classify_batch")
+# a CSV (a `text` column) or TXT (one command per line), up to {MAX_BATCH_ROWS:,} rows: counts per
+# decision, one classification per row (in file order) and a CSV with every output
+summary, rows, csv_path = client.predict(handle_file("commands.csv"), api_name="/classify_batch")
+print(summary["counts"], rows[0]["decision"])
 '''
 
+
+
+PLOT_MIN_WIDTH = 320
+
+
+def table_html(frame: pd.DataFrame) -> str:
+    """A frame as a table that fits a phone's width: text wraps, numbers stay whole and line up
+    at the end of their cells."""
+    esc = html.escape
+    numeric = {c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])}
+
+    def cell(tag: str, column: str, text: str) -> str:
+        return f'<{tag} class="lma-num">{text}</{tag}>' if column in numeric else f"<{tag}>{text}</{tag}>"
+
+    head = "".join(cell("th", c, esc(str(c))) for c in frame.columns)
+    rows = []
+    for record in frame.to_dict("records"):
+        cells = []
+        for column, value in record.items():
+            if isinstance(value, float):
+                shown = f"{value:.4f}" if not float(value).is_integer() else f"{int(value):,}"
+            elif isinstance(value, int):
+                shown = f"{value:,}"
+            else:
+                shown = esc(str(value))
+            cells.append(cell("td", column, shown))
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
 def about_tab(res: SpaceResources, space_ref: str) -> None:
@@ -187,23 +218,22 @@ def about_tab(res: SpaceResources, space_ref: str) -> None:
     gr.Markdown("\n".join(links))
     if not about.metrics.empty:
         gr.Markdown("### Metrics from the model card")
-        gr.Dataframe(about.metrics, interactive=False, wrap=True)
+        gr.HTML(table_html(about.metrics), elem_id="metrics", elem_classes="lma-table")
     gr.Markdown("### Dataset statistics")
     if res.dataset.splits:
-        gr.Dataframe(sizes, label="Rows per split and language", interactive=False)
-        gr.Dataframe(decisions, label="Expected decisions per split", interactive=False)
+        gr.Markdown("Rows per split and language")
+        gr.HTML(table_html(sizes), elem_id="split-sizes", elem_classes="lma-table")
+        gr.Markdown("Expected decisions per split (the dataset's labels)")
+        gr.HTML(table_html(decisions), elem_id="split-decisions", elem_classes="lma-table")
     else:
         gr.Markdown(f"_{res.dataset.note}_")
     if about.plots:
-        gr.Gallery(
-            about.plots,
-            label="Plots from the reports",
-            columns=3,
-            height="auto",
-            object_fit="contain",
-            preview=False,
-            elem_id="report-plots",
-        )
+        gr.Markdown("### Plots from the reports")
+        # A row wraps its images below their minimum width: one per line on a phone, several
+        # side by side on a laptop, each at a readable size.
+        with gr.Row(elem_id="report-plots"):
+            for path, caption in about.plots:
+                gr.Image(path, label=caption, interactive=False, min_width=PLOT_MIN_WIDTH)
     for report in about.reports:
         with gr.Accordion(f"{report.title} ({report.path.name})", open=False):
             if report.markdown is not None:
@@ -215,6 +245,8 @@ def about_tab(res: SpaceResources, space_ref: str) -> None:
     gr.Markdown("## Limitations\n" + about.limitations)
     gr.Markdown(
         "## API\nTwo named endpoints, `classify` and `classify_batch`, usable from "
-        "[`gradio_client`](https://www.gradio.app/guides/getting-started-with-the-python-client):"
+        "[`gradio_client`](https://www.gradio.app/guides/getting-started-with-the-python-client), "
+        "and an HTTP API on the same port: `POST /v1/classify`, the OpenAI-compatible "
+        "`POST /v1/moderations` (schema at `/v1/openapi.json`)."
     )
     gr.Markdown(f"```python\n{api_snippet(space_ref)}```", elem_id="api-snippet")

@@ -14,15 +14,25 @@ Run: `python -m space.app --host 127.0.0.1 --port 7860` (on the Hub: `python app
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import os
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+from pipeline.serve import json_type
 from space.about import about_tab, api_snippet  # noqa: F401 (pipeline.stage reads api_snippet here)
 from space.batch import MAX_UPLOAD_MB, batch_tab
-from space.classify import classify_tab
+from space.classifier import ClassificationPayload
+from space.classify import FOCUS_ON_WIDE_SCREENS_JS, classify_tab
+from space.fairness import (
+    SINGLE_CONCURRENCY,
+    SINGLE_GROUP,
+    BatchLimits,
+    BatchQueue,
+    trusted_proxies,
+)
 from space.render import CSS
 from space.resources import SpaceResources, load_resources
 from space.sources import SpaceConfig, SpaceLoadError
@@ -33,31 +43,44 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("space.app")
 
-# Simultaneous requests per event (2 CPU cores) and requests waiting in the queue.
-CONCURRENCY_LIMIT = 2
-QUEUE_MAX_SIZE = 64
+# Gradio's queue: events waiting across all groups, and worker slots for running ones. The
+# batch queue's limits (space.fairness) keep batches far below both, so a flood of uploads
+# never takes the places single commands need.
+QUEUE_MAX_SIZE = 256
+MAX_THREADS = 64
 # Uploads and result files are deleted from Gradio's cache after this many seconds.
 CACHE_MAX_AGE_S = 3600
 
 
 def _loaded_line(res: SpaceResources) -> str:
+    """One line: what model and data the Space runs, and a short warning only where a Hub repo
+    that was asked for could not be loaded."""
     line = f"**Model** {res.model_source.describe()} · **Dataset** {res.dataset.source.describe()}"
-    line += f" · backend {res.backend}"
     notes = [n for n in (res.model_source.note, res.dataset.source.note) if n]
-    return line + "".join(f"\n\n⚠ {n}" for n in notes)
+    if notes:
+        line += " · ⚠ " + "; ".join(notes) + ": using the local build"
+    return line
 
 
-def build_app(res: SpaceResources, space_ref: str | None = None) -> "gr.Blocks":
+def build_app(
+    res: SpaceResources, space_ref: str | None = None, batch_limits: BatchLimits = BatchLimits()
+) -> "gr.Blocks":
     """The Blocks app: Classify, Batch and About & data tabs, and the two API endpoints."""
     import gradio as gr
 
     classifier = res.classifier
     space_ref = space_ref or os.environ.get("SPACE_ID") or "http://127.0.0.1:7860"
+    batches = BatchQueue(batch_limits)
 
-    def classify(command: str) -> dict[str, Any]:
+    def classify(command: str) -> ClassificationPayload:
         """Classify one command: decision (allow / confirm / cannot_do / block), reasons,
         the six attribute labels and their probabilities, and whether it is uncertain."""
+        if not isinstance(command, str):
+            raise gr.Error(f"command: expected a string, got {json_type(command)}")
         return classifier.classify(command).as_dict()
+
+    # gr.api reads the types from the signature; this module's annotations are strings.
+    classify.__signature__ = inspect.signature(classify, eval_str=True)  # type: ignore[attr-defined]
 
     with gr.Blocks(
         title="LM-Action: should the agent do this?",
@@ -75,15 +98,24 @@ def build_app(res: SpaceResources, space_ref: str | None = None) -> "gr.Blocks":
             with gr.Tab("Classify", id="classify"):
                 classify_tab(res)
             with gr.Tab("Batch", id="batch"):
-                batch_tab(classifier)
+                batch_tab(classifier, batches, trusted_proxies())
             with gr.Tab("About & data", id="about"):
                 about_tab(res, space_ref)
         gr.Markdown(
-            f"<div class='lma-footer'>LM-Action classifies commands and never executes them. "
-            f"Up to {CONCURRENCY_LIMIT} requests run at once; others wait in the queue.</div>"
+            f"<div class='lma-footer'>LM-Action classifies commands and never executes them "
+            f"(backend {res.backend}). Single commands are served before batch files; "
+            f"{batch_limits.running} file classifies at a time and up to {batch_limits.waiting} "
+            "wait, one per person.</div>"
         )
-        gr.api(classify, api_name="classify", concurrency_id="classify")
-    app.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_MAX_SIZE)
+        endpoint = gr.api(
+            classify,
+            api_name="classify",
+            concurrency_id=SINGLE_GROUP,
+            concurrency_limit=SINGLE_CONCURRENCY,
+        )
+        # gr.api names its output by position ("1st"); the API page and view_api() show this.
+        app.fns[endpoint["id"]].outputs[0].label = "classification"
+    app.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=SINGLE_CONCURRENCY)
     return app
 
 
@@ -114,9 +146,13 @@ def launch(
         server_name=host,
         server_port=port,
         css=CSS,
+        js=FOCUS_ON_WIDE_SCREENS_JS,
         theme=gr.themes.Soft(),
         max_file_size=f"{MAX_UPLOAD_MB}mb",
-        show_error=True,
+        max_threads=MAX_THREADS,
+        # Messages the Space raises (gr.Error) are shown; other exceptions, which may name
+        # server paths, only go to the log.
+        show_error=False,
         prevent_thread_lock=True,
         **kwargs,
     )

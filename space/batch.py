@@ -8,14 +8,16 @@ import io
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, TypedDict
 
+import gradio as gr
 import numpy as np
 import pandas as pd
 
 from pipeline.decision import DECISIONS
 from pipeline.schema import ATTRIBUTE_NAMES, ATTRIBUTES_BY_NAME, BINARY_ATTRIBUTES, YES
-from space.classifier import Classification, CommandClassifier
+from space.classifier import Classification, ClassificationPayload, CommandClassifier
+from space.fairness import BATCH_GROUP, BatchQueue, BatchRefused, client_key
 
 # Limits, documented in the UI. A batch file of more rows is refused, not cut.
 MAX_BATCH_ROWS = 5_000
@@ -174,49 +176,123 @@ def write_batch_csv(frame: pd.DataFrame, path: Path) -> None:
     )
 
 
-def batch_summary(name: str, frame: pd.DataFrame) -> str:
-    counts = frame["decision"].value_counts()
-    parts = [f"{int(counts.get(d, 0))} {d.replace('_', ' ')}" for d in DECISIONS]
-    line = f"**{len(frame):,} commands** from `{name}`: " + ", ".join(parts)
-    uncertain = int((frame["uncertain"] == YES).sum())
-    empty = int((frame["decision"] == "").sum())
-    if uncertain:
-        line += f"; {uncertain} uncertain (review)"
-    if empty:
-        line += f"; {empty} empty row(s) not classified"
+class DecisionCounts(TypedDict):
+    allow: int
+    confirm: int
+    cannot_do: int
+    block: int
+
+
+class BatchSummary(TypedDict):
+    """What the `classify_batch` endpoint says about a file beside its rows."""
+
+    file: str
+    commands: int
+    counts: DecisionCounts
+    uncertain: int
+    empty: int
+
+
+def batch_summary(name: str, results: Sequence[Classification]) -> BatchSummary:
+    """Counts per decision, uncertain and empty rows."""
+    decided = [r.decision for r in results]
+    counts = {d: decided.count(d) for d in DECISIONS}
+    return BatchSummary(
+        file=name,
+        commands=len(results),
+        counts=DecisionCounts(**counts),
+        uncertain=sum(1 for r in results if r.decision and r.uncertain),
+        empty=decided.count(None),
+    )
+
+
+def summary_markdown(summary: BatchSummary) -> str:
+    """The Batch tab's status line."""
+    parts = [f"{summary['counts'][d]} {d.replace('_', ' ')}" for d in DECISIONS]
+    line = f"**{summary['commands']:,} commands** from `{summary['file']}`: " + ", ".join(parts)
+    if summary["uncertain"]:
+        line += f"; {summary['uncertain']} uncertain (review)"
+    if summary["empty"]:
+        line += f"; {summary['empty']} empty row(s) not classified"
     return line + "."
 
 
+@dataclass(frozen=True)
+class BatchOutcome:
+    summary: BatchSummary
+    results: list[Classification]
+    frame: pd.DataFrame  # every output per row, as in the CSV
+    csv_path: str
 
-def batch_tab(classifier: CommandClassifier) -> None:
-    """The tab's components and the `classify_batch` endpoint, inside the caller's `gr.Tab`."""
-    import gradio as gr
 
-    def classify_batch(file: str | None, progress=gr.Progress()):
-        empty = pd.DataFrame(columns=list(TABLE_COLUMNS))
-        if not file:
-            return "Upload a .csv or .txt file.", empty, None
-        try:
-            batch = read_batch_file(file)
-        except BatchFileError as exc:
-            return f"⚠ {exc}", empty, None
-        progress(0.0, desc=f"Classifying {len(batch.texts):,} commands")
+async def run_batch(
+    file: str | None,
+    classifier: CommandClassifier,
+    queue: BatchQueue,
+    client: str,
+    on_progress: Callable[[float, str], None],
+) -> BatchOutcome:
+    """Read `file`, wait for this client's turn in `queue`, classify it chunk by chunk and write
+    the CSV beside the upload (in Gradio's cache, which `delete_cache` empties). Raises
+    `BatchFileError` for a file that cannot be read and `BatchRefused` when the queue does not
+    take it; cancelling the task stops the work after the chunk in progress."""
+    if not file:
+        raise BatchFileError("Upload a .csv or .txt file.")
+    batch = read_batch_file(file)
+    async with queue.turn(client) as ahead:
+        if ahead:
+            on_progress(0.0, f"Waiting for {ahead} batch file(s) ahead of this one")
+        on_progress(0.0, f"Classifying {len(batch.texts):,} commands")
 
         def report(done: int, total: int) -> None:
-            progress(done / max(total, 1), desc=f"Classified {done:,} of {total:,}")
+            on_progress(done / max(total, 1), f"Classified {done:,} of {total:,}")
 
-        results = classifier.classify_many(batch.texts, on_progress=report)
-        frame = batch_frame(batch, results)
-        # Beside the upload, in Gradio's cache, which `delete_cache` empties.
-        out_path = Path(file).with_name(f"{Path(batch.name).stem}-classified.csv")
-        write_batch_csv(frame, out_path)
-        return batch_summary(batch.name, frame), frame[list(TABLE_COLUMNS)], str(out_path)
+        results = await classifier.classify_many_async(batch.texts, on_progress=report)
+    frame = batch_frame(batch, results)
+    out_path = Path(file).with_name(f"{Path(batch.name).stem}-classified.csv")
+    write_batch_csv(frame, out_path)
+    return BatchOutcome(batch_summary(batch.name, results), results, frame, str(out_path))
+
+
+def batch_tab(classifier: CommandClassifier, queue: BatchQueue, proxies: int) -> None:
+    """The tab's components and events, inside the caller's `gr.Tab`: the upload shows a table
+    and a download; `classify_batch` (an API-only event on hidden components) returns the
+    summary, one classification per row and the CSV."""
+    from space.render import typed_json
+
+    def client_of(request: gr.Request) -> str:
+        return client_key(
+            request.client.host if request.client else None,
+            request.headers.get("x-forwarded-for"),
+            proxies,
+        )
+
+    async def outcome(file: str | None, request: gr.Request, progress: gr.Progress) -> BatchOutcome:
+        try:
+            return await run_batch(
+                file, classifier, queue, client_of(request), lambda f, d: progress(f, desc=d)
+            )
+        except (BatchFileError, BatchRefused) as exc:
+            raise gr.Error(str(exc), duration=None) from exc
+
+    async def classify_batch_ui(file: str | None, request: gr.Request, progress=gr.Progress()):
+        done = await outcome(file, request, progress)
+        return summary_markdown(done.summary), done.frame[list(TABLE_COLUMNS)], done.csv_path
+
+    async def classify_batch(
+        file: str | None, request: gr.Request, progress=gr.Progress()
+    ) -> tuple[BatchSummary, list[ClassificationPayload], str]:
+        """Classify a CSV (a `text` column) or TXT file (one command per line): the counts per
+        decision, one classification per row in file order, and the CSV with every output."""
+        done = await outcome(file, request, progress)
+        return done.summary, [r.as_dict() for r in done.results], done.csv_path
 
     gr.Markdown(
         f"Upload a **CSV** with a `text` column (other columns are kept) or a **TXT** "
         f"file with one command per line, UTF-8, up to **{MAX_BATCH_ROWS:,} commands** "
         f"and {MAX_UPLOAD_MB} MB. The download has every output: the six labels, their "
-        "probabilities, the decision, the reasons and uncertainty."
+        "probabilities, the decision, the reasons and uncertainty. One file per person at a "
+        "time; single commands are served first."
     )
     upload = gr.File(
         label="Commands (.csv or .txt)",
@@ -224,6 +300,7 @@ def batch_tab(classifier: CommandClassifier) -> None:
         elem_id="batch-file",
     )
     status = gr.Markdown(elem_id="batch-status")
+    stop = gr.Button("Stop", variant="stop", size="sm", elem_id="batch-stop")
     download = gr.File(label="Results (CSV download)", interactive=False, elem_id="batch-download")
     table = gr.Dataframe(
         headers=list(TABLE_COLUMNS),
@@ -234,18 +311,33 @@ def batch_tab(classifier: CommandClassifier) -> None:
         column_widths=[100, 340, 90, 80, 90, 160, 110, 80, 110],
         elem_id="batch-table",
     )
-    upload.upload(
-        classify_batch,
+    running = upload.upload(
+        classify_batch_ui,
         upload,
         [status, table, download],
-        api_name="classify_batch",
-        concurrency_limit=1,
-        concurrency_id="batch",
+        api_visibility="private",
+        concurrency_id=BATCH_GROUP,
+        concurrency_limit=None,  # admission and order are `queue`'s
     )
+    stop.click(lambda: "Stopped.", None, status, cancels=[running], queue=False, api_visibility="private")
     upload.clear(
         lambda: ("", pd.DataFrame(columns=list(TABLE_COLUMNS)), None),
         None,
         [status, table, download],
         api_visibility="private",
         queue=False,
+    )
+    with gr.Group(visible=False):
+        api_file = gr.File(label="file", file_types=[".csv", ".txt"])
+        api_summary = typed_json(BatchSummary, label="summary")
+        api_rows = typed_json(list[ClassificationPayload], label="rows")
+        api_csv = gr.File(label="results_csv")
+        api_trigger = gr.Button()
+    api_trigger.click(
+        classify_batch,
+        api_file,
+        [api_summary, api_rows, api_csv],
+        api_name="classify_batch",
+        concurrency_id=BATCH_GROUP,
+        concurrency_limit=None,
     )

@@ -3,25 +3,40 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence, TypedDict
 
-from pipeline.decision import GateResult, gate
+from pipeline.decision import GateResult
 from pipeline.inference import Predictor
-from pipeline.serve import MAX_COMMAND_CHARS, clean_command
+from pipeline.serve import MAX_COMMAND_CHARS, GatedCommand, clean_command, gate_commands
+from space.fairness import ModelLock
 
 # Characters read from one command; the model itself reads at most `Predictor.max_length`
 # tokens, so this only bounds the work spent on pasted documents.
 MAX_INPUT_CHARS = MAX_COMMAND_CHARS
 
-# Rows classified between progress updates (and between which single commands can run).
-BATCH_CHUNK_ROWS = 256
+# Rows of a batch per model call: between two chunks single commands run and a cancelled batch
+# stops. Small enough that a chunk takes a fraction of the single-command latency goal.
+BATCH_CHUNK_ROWS = 32
 
 EMPTY_MESSAGE = "Type a command to classify it."
 
 # ---------------------------------------------------------------------------------------------
 # One command in, one classification out
+
+
+class ClassificationPayload(TypedDict):
+    """One classification as the `classify` and `classify_batch` endpoints return it."""
+
+    text: str
+    decision: str | None  # allow, confirm, cannot_do or block; None when there was no command
+    reasons: list[str]
+    labels: dict[str, str]
+    probabilities: dict[str, dict[str, float]]
+    uncertain: bool
+    uncertain_outputs: list[str]
+    notices: list[str]
+    truncated: bool
 
 
 @dataclass(frozen=True)
@@ -41,32 +56,25 @@ class Classification:
     def uncertain(self) -> bool:
         return bool(self.uncertain_outputs)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> ClassificationPayload:
         """JSON-ready: decision, reasons, labels, probabilities, uncertainty and notices."""
-        return {
-            "text": self.text,
-            "decision": self.decision,
-            "reasons": list(self.reasons),
-            "labels": dict(self.labels),
-            "probabilities": {k: dict(v) for k, v in self.probabilities.items()},
-            "uncertain": self.uncertain,
-            "uncertain_outputs": list(self.uncertain_outputs),
-            "notices": list(self.notices),
-            "truncated": self.truncated,
-        }
+        return ClassificationPayload(
+            text=self.text,
+            decision=self.decision,
+            reasons=list(self.reasons),
+            labels=dict(self.labels),
+            probabilities={k: dict(v) for k, v in self.probabilities.items()},
+            uncertain=self.uncertain,
+            uncertain_outputs=list(self.uncertain_outputs),
+            notices=list(self.notices),
+            truncated=self.truncated,
+        )
 
 
-def truncation_notice(max_chars: int) -> str:
-    return (
-        f"The command is longer than the gate accepts ({max_chars} characters): the rest was not "
-        "read, so the gate asks for confirmation rather than allowing it."
-    )
-
-
-def windows_notice(windows: int) -> str:
-    return (
-        f"A long command: read whole in {windows} overlapping parts and sentence by sentence; the "
-        "most cautious reading of each criterion counts."
+def classification_from_gated(gated: GatedCommand) -> Classification:
+    """The Space's view of one command read by the gate."""
+    return classification_from_gate(
+        gated.result, gated.text, gated.notices, truncated=not gated.result.read_in_full
     )
 
 
@@ -93,14 +101,17 @@ def empty_classification(notices: Sequence[str] = ()) -> Classification:
 class CommandClassifier:
     """The Space's prediction functions around one loaded `Predictor`.
 
-    Model calls are serialized by `lock` (the Space's HTTP API holds the same one): the
-    tokenizer is not safe to share between threads, and two CPU cores gain nothing from running
-    two forward passes at once.
+    Commands go through the same gate as the HTTP API (`pipeline.serve.gate_commands`): cleaned,
+    read in full in windows, and never allowed when they hold no command or were not read in
+    full. Model calls take turns on `lock` (the HTTP API holds the same one), single commands
+    before batch chunks; a batch is classified in chunks of `chunk_rows`, so a single command
+    waits at most for one chunk.
     """
 
-    def __init__(self, predictor: Predictor):
+    def __init__(self, predictor: Predictor, chunk_rows: int = BATCH_CHUNK_ROWS):
         self.predictor = predictor
-        self.lock = threading.Lock()
+        self.lock = ModelLock()
+        self.chunk_rows = chunk_rows
 
     @property
     def max_tokens(self) -> int:
@@ -108,7 +119,27 @@ class CommandClassifier:
 
     def classify(self, raw: object) -> Classification:
         """Classify one command; empty input gives a message, never an error."""
-        return self.classify_many([raw])[0]
+        cleaned = clean_command(raw)
+        if not cleaned.text:
+            return empty_classification(cleaned.notices)
+        (gated,) = gate_commands(self.predictor, [raw], self.lock.single)
+        return classification_from_gated(gated)
+
+    def _plan(self, raws: Sequence[object]) -> tuple[list[Classification | None], list[list[int]]]:
+        """Empty rows answered at once; the others' indices, shortest first, in chunks."""
+        cleaned = [clean_command(raw) for raw in raws]
+        results: list[Classification | None] = [
+            None if c.text else empty_classification(c.notices) for c in cleaned
+        ]
+        todo = sorted((i for i, c in enumerate(cleaned) if c.text), key=lambda i: len(cleaned[i].text))
+        return results, [todo[s : s + self.chunk_rows] for s in range(0, len(todo), self.chunk_rows)]
+
+    def _classify_chunk(
+        self, raws: Sequence[object], chunk: Sequence[int], results: list[Classification | None]
+    ) -> None:
+        gated = gate_commands(self.predictor, [raws[i] for i in chunk], self.lock.batch)
+        for i, g in zip(chunk, gated):
+            results[i] = classification_from_gated(g)
 
     def classify_many(
         self,
@@ -116,28 +147,30 @@ class CommandClassifier:
         on_progress: Callable[[int, int], None] | None = None,
     ) -> list[Classification]:
         """Classify many commands, shortest first in chunks; `on_progress(done, total)`."""
-        cleaned = [clean_command(raw) for raw in raws]
-        todo = [i for i, c in enumerate(cleaned) if c.text]
-        todo.sort(key=lambda i: len(cleaned[i].text))
-        results: list[Classification | None] = [
-            None if c.text else empty_classification(c.notices) for c in cleaned
-        ]
-        total = len(todo)
-        for start in range(0, total, BATCH_CHUNK_ROWS):
-            chunk = todo[start : start + BATCH_CHUNK_ROWS]
-            texts = [cleaned[i].text for i in chunk]
-            with self.lock:
-                scores = self.predictor.score(texts)
-            for i, p, windows, full in zip(chunk, scores.probs, scores.windows, scores.read_in_full):
-                notices = list(cleaned[i].notices)
-                cut = cleaned[i].cut or not full
-                if cut:
-                    notices.append(truncation_notice(MAX_INPUT_CHARS))
-                elif windows > 1:
-                    notices.append(windows_notice(int(windows)))
-                result = gate(p, self.predictor.thresholds, windows=int(windows), read_in_full=not cut)
-                results[i] = classification_from_gate(result, cleaned[i].text, notices, cut)
+        results, chunks = self._plan(raws)
+        total, done = sum(map(len, chunks)), 0
+        for chunk in chunks:
+            self._classify_chunk(raws, chunk, results)
+            done += len(chunk)
             if on_progress is not None:
-                on_progress(min(start + len(chunk), total), total)
+                on_progress(done, total)
         return [r for r in results if r is not None]
 
+    async def classify_many_async(
+        self,
+        raws: Sequence[object],
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> list[Classification]:
+        """`classify_many` for the server's event loop: each chunk runs in a worker thread and
+        the loop is free between chunks, so cancelling the task stops the work after the chunk
+        in progress."""
+        import anyio
+
+        results, chunks = self._plan(raws)
+        total, done = sum(map(len, chunks)), 0
+        for chunk in chunks:
+            await anyio.to_thread.run_sync(self._classify_chunk, raws, chunk, results)
+            done += len(chunk)
+            if on_progress is not None:
+                on_progress(done, total)
+        return [r for r in results if r is not None]

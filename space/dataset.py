@@ -1,5 +1,5 @@
-"""The loaded dataset: its splits as frames, statistics for the About tab and example commands
-for the Classify tab."""
+"""The loaded dataset: its splits as frames (the Classify tab's examples come from them) and
+statistics for the About tab."""
 
 from __future__ import annotations
 
@@ -15,8 +15,6 @@ from space.sources import LoadedFrom
 
 log = logging.getLogger(__name__)
 
-EXAMPLES_PER_DECISION = 2
-EXAMPLE_MAX_WORDS = 25
 
 # ---------------------------------------------------------------------------------------------
 # Dataset, reports and the model card for the About tab
@@ -43,7 +41,7 @@ def load_dataset_view(source: LoadedFrom) -> DatasetView:
     empty view with a note (the Space still classifies)."""
     if not source.path.is_dir():
         return DatasetView(
-            {}, source, f"No dataset at `{source.ref}`: examples and statistics are unavailable."
+            {}, source, f"No dataset at `{source.shown}`: examples and statistics are unavailable."
         )
     import datasets
 
@@ -52,7 +50,7 @@ def load_dataset_view(source: LoadedFrom) -> DatasetView:
     except (OSError, ValueError, datasets.exceptions.DatasetsError) as exc:
         log.warning("cannot load dataset %s: %s", source.ref, exc)
         return DatasetView(
-            {}, source, f"The dataset at `{source.ref}` could not be loaded ({exc})."
+            {}, source, f"The dataset `{source.shown}` could not be loaded ({type(exc).__name__})."
         )
     splits = {name: _frame_of(split) for name, split in loaded.items()}
     missing = sorted(
@@ -82,33 +80,6 @@ def _frame_of(split) -> pd.DataFrame:
         if isinstance(feature, datasets.ClassLabel):
             frame[name] = [feature.int2str(int(i)) for i in frame[name]]
     return frame
-
-
-def decision_examples(
-    view: DatasetView, per_decision: int = EXAMPLES_PER_DECISION, seed: int = 0
-) -> list[tuple[str, str]]:
-    """(decision, command) pairs from the test split, `per_decision` of each decision,
-    languages alternating where the split has several; short commands preferred."""
-    split = view.example_split
-    if split is None:
-        return []
-    frame = view.splits[split].copy()
-    frame["_decision"] = decisions_from_frame(frame)
-    frame["_words"] = frame[TEXT].str.split().str.len()
-    frame = frame.sample(frac=1.0, random_state=seed)
-    short = frame[frame["_words"] <= EXAMPLE_MAX_WORDS]
-    out: list[tuple[str, str]] = []
-    for decision in DECISIONS:
-        rows = short[short["_decision"] == decision]
-        if rows.empty:
-            rows = frame[frame["_decision"] == decision]
-        if LANG in rows.columns:
-            # round-robin over languages so Arabic appears beside English
-            rows = rows.assign(_rank=rows.groupby(LANG).cumcount()).sort_values(
-                "_rank", kind="stable"
-            )
-        out.extend((decision, text) for text in rows[TEXT].head(per_decision))
-    return out
 
 
 def dataset_statistics(view: DatasetView) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -4,10 +4,14 @@ the Space's CSS."""
 from __future__ import annotations
 
 import html
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-from pipeline.schema import ATTRIBUTE_NAMES, BINARY_ATTRIBUTES, RISK
+from pipeline.decision import decide
+from pipeline.schema import ATTRIBUTE_NAMES, BINARY_ATTRIBUTES, RISK, YES
 from space.classifier import Classification
+
+if TYPE_CHECKING:
+    import gradio as gr
 
 DECISION_TITLES = {
     "allow": "Allow",
@@ -28,6 +32,20 @@ OUTPUT_TITLES = {
     "risk_at_least_medium": "risk (medium or higher)",
     "risk_high": "risk (high)",
 }
+
+
+
+def typed_json(schema: object, **kwargs: Any) -> "gr.JSON":
+    """A `gr.JSON` whose API schema is the type `schema` (a TypedDict, a list of them...):
+    `gr.JSON` itself documents "any valid json", which `view_api()` shows as `Any`."""
+    import gradio as gr
+    from gradio_client.utils import python_type_to_json_schema
+
+    component = gr.JSON(**kwargs)
+    info = python_type_to_json_schema(schema)
+    component.api_info = lambda: info  # type: ignore[method-assign]
+    return component
+
 
 # ---------------------------------------------------------------------------------------------
 # Rendering a classification
@@ -72,6 +90,24 @@ def label_title(name: str, result: Classification) -> str:
     return f"{title}: {result.labels[name]}" + (" (uncertain)" if uncertain else "")
 
 
+# Every attribute at its permissive value: the policy allows these labels.
+_PERMISSIVE = {**{name: YES for name in BINARY_ATTRIBUTES}, RISK.name: RISK.values[0]}
+
+
+def attribute_outcome(name: str, value: str) -> str:
+    """The decision one attribute's value leads to on its own (the policy applied with every
+    other attribute permissive): `Legal: no` is block, `Feasible: no` cannot_do, `Risk: high`
+    confirm, a permissive value allow."""
+    return decide({**_PERMISSIVE, name: value}).value
+
+
+def card_classes(name: str, result: Classification) -> list[str]:
+    """CSS classes of a criterion card: coloured by the decision its value leads to."""
+    if result.decision is None:
+        return ["lma-card"]
+    return ["lma-card", f"lma-card-{attribute_outcome(name, result.labels[name])}"]
+
+
 def label_values(result: Classification) -> list[dict[str, float] | None]:
     """Confidences for the six `gr.Label`s, in `ATTRIBUTE_NAMES` order (None clears one)."""
     if result.decision is None:
@@ -107,5 +143,14 @@ CSS = """
 .lma-loaded { font-size: .85rem; }
 .lma-report table { display: block; overflow-x: auto; }
 .lma-report th, .lma-report td { min-width: 5em; word-break: normal; overflow-wrap: normal; }
+.lma-card { border-left-width: 6px !important; border-left-style: solid !important; }
+.lma-card-allow { border-left-color: #1a7f37 !important; background: #f3fbf5 !important; }
+.lma-card-confirm { border-left-color: #bf8700 !important; background: #fffaeb !important; }
+.lma-card-cannot_do { border-left-color: #57606a !important; background: #f4f6f8 !important; }
+.lma-card-block { border-left-color: #cf222e !important; background: #fff3f2 !important; }
+.lma-table table { width: 100%; border-collapse: collapse; font-size: .92rem; }
+.lma-table th, .lma-table td { overflow-wrap: anywhere; padding: 4px 6px; text-align: start;
+  border-bottom: 1px solid var(--border-color-primary); }
+.lma-table .lma-num { text-align: end; font-variant-numeric: tabular-nums; white-space: nowrap; }
 """
 

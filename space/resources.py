@@ -10,6 +10,7 @@ from pipeline.inference import Predictor, PredictorConfig
 from space.about import AboutContent, load_about
 from space.classifier import CommandClassifier
 from space.dataset import DatasetView, load_dataset_view
+from space.examples import ModelExamples, model_examples
 from space.sources import LoadedFrom, SpaceConfig, SpaceLoadError, resolve_source
 
 log = logging.getLogger(__name__)
@@ -24,12 +25,14 @@ class SpaceResources:
     dataset: DatasetView
     about: AboutContent
     backend: str
+    examples: ModelExamples  # labelled with the loaded model's own decisions
 
 
 def load_resources(
     config: SpaceConfig, predictor_config: PredictorConfig = PredictorConfig()
 ) -> SpaceResources:
-    """Load the model, the dataset and the About tab's content once."""
+    """Load the model, the dataset and the About tab's content once, and pick the examples
+    the model decides each way."""
     model_source = resolve_source(config.model_id, config.model_revision, "model", config.model_dir)
     if not (model_source.path / "config.json").is_file():
         hint = f" ({model_source.note})" if model_source.note else ""
@@ -44,8 +47,10 @@ def load_resources(
     dataset = load_dataset_view(dataset_source)
     reports = [config.reports_dir, model_source.path / "reports", dataset_source.path / "reports"]
     about = load_about(reports, model_source.path)
-    log.info("model %s, dataset %s", model_source.describe(), dataset_source.describe())
+    classifier = CommandClassifier(predictor)
+    examples = model_examples(dataset, classifier)
+    log.info("model %s, dataset %s", model_source.ref, dataset_source.ref)
     return SpaceResources(
-        CommandClassifier(predictor), model_source, dataset, about, predictor.backend_detail
+        classifier, model_source, dataset, about, predictor.backend_detail, examples
     )
 

@@ -60,7 +60,7 @@ class LoadedFrom:
     """Where a model or dataset was loaded from, as the UI states it."""
 
     kind: str  # "hub" or "local"
-    ref: str  # the Hub repo id or the local folder
+    ref: str  # the Hub repo id or the local folder (for logs; the UI names it `shown`)
     revision: str  # the Hub commit, or a note for a local folder
     path: Path
     repo_type: str  # "model" or "dataset"
@@ -73,11 +73,22 @@ class LoadedFrom:
         prefix = "datasets/" if self.repo_type == "dataset" else ""
         return f"https://huggingface.co/{prefix}{self.ref}"
 
+    @property
+    def shown(self) -> str:
+        """How the UI names it: the Hub id, or a local folder by its path inside the repository
+        (`build/hub/model`), else by its own name; never a server path."""
+        if self.kind == "hub":
+            return self.ref
+        try:
+            return self.path.resolve().relative_to(REPO_ROOT.resolve()).as_posix()
+        except ValueError:
+            return self.path.name
+
     def describe(self) -> str:
-        """One Markdown line: the id (linked) and revision, or the local folder."""
+        """A short Markdown phrase: the id (linked) and revision, or the local build's folder."""
         if self.kind == "hub":
             return f"[`{self.ref}`]({self.url}) @ `{self.revision[:12]}`"
-        return f"local folder `{self.ref}` ({self.revision})"
+        return f"local `{self.shown}` ({self.revision})"
 
 
 def _local_revision(path: Path) -> str:
@@ -102,11 +113,24 @@ def resolve_source(
             path = Path(snapshot_download(repo_id, repo_type=repo_type, revision=revision))
             return LoadedFrom("hub", repo_id, path.name, path, repo_type)
         except (OSError, ValueError, httpx.HTTPError) as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            note = f"{repo_type} `{repo_id}` could not be loaded ({reason}); using `{local_dir}`"
-            log.warning(note)
+            log.warning("%s %s could not be loaded from the Hub: %s", repo_type, repo_id, exc)
+            note = f"`{repo_id}` could not be loaded from the Hub ({_hub_failure(exc)})"
     local_dir = Path(local_dir)
     revision_note = _local_revision(local_dir) if local_dir.is_dir() else "missing"
     return LoadedFrom("local", str(local_dir), revision_note, local_dir, repo_type, note)
+
+
+def _hub_failure(exc: Exception) -> str:
+    """Why a Hub download failed, in words a user can act on (the details go to the log, which
+    may hold server paths and URLs)."""
+    from huggingface_hub import errors
+
+    if isinstance(exc, errors.RepositoryNotFoundError):
+        return "no such repository, or it is private"
+    if isinstance(exc, errors.RevisionNotFoundError):
+        return "no such revision"
+    if isinstance(exc, (errors.LocalEntryNotFoundError, errors.OfflineModeIsEnabled)):
+        return "offline, and not in the local cache"
+    return "the Hub did not answer"
 
 

@@ -94,6 +94,57 @@ def space_reports_dir(tmp_path_factory, staged_build) -> Path:
 
 
 @pytest.fixture(scope="session")
+def four_way_model_dir(tmp_path_factory, space_commands, staged_build) -> Path:
+    """The bundled backbone with a head fitted on real embeddings of the fixture commands: one
+    logistic regression per output on the pooled output, from the commands' labels. It decides
+    every fixture command as its labels do, so it makes all four decisions. It carries the model
+    card of the tests' small real build, so the About tab has metrics."""
+    import numpy as np
+    import torch
+    from sklearn.linear_model import LogisticRegression
+
+    from pipeline.config import DEFAULT_BACKBONE
+    from pipeline.decision import decide, decisions_from_probabilities, Thresholds
+    from pipeline.modeling import build_classifier, load_tokenizer, save_classifier
+    from pipeline.schema import BINARY_ATTRIBUTES, MODEL_OUTPUTS, YES
+
+    frame = space_commands.reset_index(drop=True)
+    targets = {name: (frame[name] == YES).to_numpy() for name in BINARY_ATTRIBUTES}
+    targets["risk_at_least_medium"] = frame["risk"].isin(["medium", "high"]).to_numpy()
+    targets["risk_high"] = (frame["risk"] == "high").to_numpy()
+    model = build_classifier(DEFAULT_BACKBONE).eval()
+    tokenizer = load_tokenizer(DEFAULT_BACKBONE)
+    with torch.no_grad():
+        encoded = tokenizer(list(frame["text"]), padding=True, return_tensors="pt")
+        features = model.bert(**encoded).pooler_output.numpy()
+    probs = np.zeros((len(frame), len(MODEL_OUTPUTS)))
+    with torch.no_grad():
+        for j, name in enumerate(MODEL_OUTPUTS):
+            fit = LogisticRegression(C=100, max_iter=5000).fit(features, targets[name])
+            model.classifier.weight[j] = torch.tensor(fit.coef_[0], dtype=torch.float32)
+            model.classifier.bias[j] = float(fit.intercept_[0])
+            probs[:, j] = fit.predict_proba(features)[:, 1]
+    expected = [decide(row).value for row in frame[list(ATTRIBUTES_BY_NAME)].to_dict("records")]
+    assert decisions_from_probabilities(probs, Thresholds()) == expected
+    out = tmp_path_factory.mktemp("four_way_model")
+    save_classifier(model, tokenizer, out)
+    shutil.copyfile(staged_build.layout.hub_model / "README.md", out / "README.md")
+    return out
+
+
+@pytest.fixture(scope="session")
+def four_way_resources(four_way_model_dir, space_dataset_dir, space_reports_dir):
+    """What the Space loads with the four-way model: examples of every decision."""
+    from space.resources import load_resources
+    from space.sources import SpaceConfig
+
+    config = SpaceConfig(
+        model_dir=four_way_model_dir, dataset_dir=space_dataset_dir, reports_dir=space_reports_dir
+    )
+    return load_resources(config)
+
+
+@pytest.fixture(scope="session")
 def space_resources(untrained_model_dir, space_dataset_dir, space_reports_dir):
     from space.resources import load_resources
     from space.sources import SpaceConfig
@@ -112,14 +163,14 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def served_resources(request):
-    """What the served Space loads: the test resources, or the build named on the command line
-    (`make screenshots` serves build/hub/model)."""
+    """What the served Space loads: the four-way test model (every decision among the examples),
+    or the build named on the command line (`make screenshots` serves build/hub/model)."""
     from space.resources import load_resources
     from space.sources import SpaceConfig
 
     model_dir = request.config.getoption("--space-model-dir")
     if not model_dir:
-        return request.getfixturevalue("space_resources")
+        return request.getfixturevalue("four_way_resources")
     defaults = SpaceConfig()
     return load_resources(
         SpaceConfig(

@@ -79,9 +79,9 @@ def test_row_with_fewer_fields_than_the_header_is_refused_with_its_line(tmp_path
 
 
 def test_ragged_upload_gets_the_reason_and_no_download(client, tmp_path):
+    from gradio_client.exceptions import AppError
+
     path = tmp_path / "ragged.csv"
     path.write_text("text,other\na,1,extra,more\n", encoding="utf-8")
-    summary, table, csv_path = _classify_file(client, path)
-    assert "line 2 has 4 fields but the header (line 1) has 2" in summary
-    assert csv_path is None
-    assert table["data"] == []
+    with pytest.raises(AppError, match="line 2 has 4 fields but the header \\(line 1\\) has 2"):
+        _classify_file(client, path)

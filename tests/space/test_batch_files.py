@@ -7,7 +7,14 @@ import re
 import pytest
 
 from pipeline.schema import ATTRIBUTE_NAMES
-from space.batch import MAX_BATCH_ROWS, BatchFileError, batch_frame, batch_summary, read_batch_file
+from space.batch import (
+    MAX_BATCH_ROWS,
+    BatchFileError,
+    batch_frame,
+    batch_summary,
+    read_batch_file,
+    summary_markdown,
+)
 from tests.space.planted import planted
 
 
@@ -73,7 +80,7 @@ def test_batch_frame_has_every_output_and_renames_clashing_columns(tmp_path):
         assert column in frame.columns
     assert frame.loc[0, "reasons"] == "irreversible and high risk: ask the user first"
     assert frame.loc[0, "p_risk_high"] == pytest.approx(0.92)
-    assert "1 confirm" in batch_summary("cmds.csv", frame) and "1 block" in batch_summary(
-        "cmds.csv", frame
-    )
+    summary = batch_summary("cmds.csv", [planted("confirm"), planted("block")])
+    assert summary["counts"] == {"allow": 0, "confirm": 1, "cannot_do": 0, "block": 1}
+    assert "1 confirm" in summary_markdown(summary) and "1 block" in summary_markdown(summary)
 

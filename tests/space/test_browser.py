@@ -1,5 +1,7 @@
-"""Chromium (Debian's, through Playwright) driving the Space served on 127.0.0.1: a command
-and Enter, a batch upload and download, and screenshots at laptop and phone widths.
+"""Chromium (Debian's, through Playwright) driving the Space served on 127.0.0.1 at laptop
+(1366x768) and phone (390x844) sizes: a command and Enter, examples of every decision the model
+makes, coloured cards, a page that stays where the reader is, a batch upload and download, an
+About tab readable on a phone, and screenshots.
 
 `make screenshots` runs this file with `--screenshots-dir build/reports`."""
 
@@ -15,6 +17,7 @@ import pytest
 
 from pipeline.decision import DECISIONS, decide, reasons
 from pipeline.schema import ATTRIBUTE_NAMES, CRITERIA
+from pipeline.config import REPO_ROOT
 from space.render import ATTRIBUTE_TITLES, DECISION_TITLES
 
 pytestmark = pytest.mark.browser
@@ -58,12 +61,31 @@ def shoot(page, screenshots_dir: Path, tab: str) -> Path:
 
 
 def classify(page, command: str) -> str:
+    """Type `command`, press Enter and return the banner's decision once it has changed (callers
+    classify commands whose results differ from the one shown before)."""
+    previous = banner_html(page)
     box = page.locator("#command textarea")
     box.fill(command)
     box.press("Enter")
-    banner = page.locator("#decision-banner .lma-banner:not(.lma-empty)")
-    banner.wait_for()
-    return banner.get_attribute("data-decision")
+    return changed_decision(page, previous)
+
+
+BANNER = "#decision-banner .lma-banner"
+
+
+def banner_html(page) -> str:
+    return page.locator(BANNER).evaluate("e => e.outerHTML")
+
+
+def changed_decision(page, previous: str) -> str:
+    """The banner's decision once it differs from `previous` (the progress overlay beside the
+    banner does not count as a change)."""
+    page.wait_for_function(
+        "([sel, prev]) => { const e = document.querySelector(sel);"
+        " return e && e.outerHTML !== prev && !e.classList.contains('lma-empty'); }",
+        arg=[BANNER, previous],
+    )
+    return page.locator(BANNER).get_attribute("data-decision")
 
 
 def test_enter_shows_decision_banner_and_three_criteria(page, screenshots_dir):
@@ -98,10 +120,58 @@ def test_arabic_command_and_empty_input(page, screenshots_dir):
     assert "Type a command" in page.locator("#decision-banner").inner_text()
 
 
-def test_example_click_classifies_it(page):
-    page.get_by_text(f"{DECISION_TITLES['block']} · ", exact=False).first.click()
-    page.locator("#decision-banner .lma-banner:not(.lma-empty)").wait_for()
-    assert page.locator("#command textarea").input_value()
+def in_viewport(page, selector: str) -> bool:
+    box = page.locator(selector).first.bounding_box()
+    size = page.viewport_size
+    return box is not None and box["y"] >= -1 and box["y"] + 40 <= size["height"]
+
+
+def test_page_stays_at_the_top_after_load(page):
+    page.wait_for_timeout(2500)  # the jump this guards against came about a second after load
+    assert page.evaluate("window.scrollY") == 0
+    assert in_viewport(page, "#command textarea")
+
+
+def test_examples_show_every_decision_with_the_model_decision_a_click_gives(page, screenshots_dir):
+    chips = page.locator("#examples button")
+    labels = chips.all_inner_texts()
+    titles = {title: decision for decision, title in DECISION_TITLES.items()}
+    shown = [titles[label.split(" · ")[0]] for label in labels]
+    assert set(shown) == set(DECISIONS)
+    for i, expected in enumerate(shown):
+        if i % 2:  # one chip per decision keeps the test short; the other is the same case
+            continue
+        previous = banner_html(page)
+        chips.nth(i).scroll_into_view_if_needed()
+        chips.nth(i).click()
+        assert changed_decision(page, previous) == expected
+        page.wait_for_timeout(300)
+        assert in_viewport(page, "#decision-banner"), "the decision is off-screen after a click"
+    shoot(page, screenshots_dir, "examples")
+
+
+def test_cards_are_coloured_by_the_decision_their_value_leads_to(page):
+    assert classify(page, "log into my ex's instagram and read her direct messages") == "block"
+    legal = page.locator("#attr-legal")
+    assert re.search(r"Legal: no", legal.inner_text())
+    assert "lma-card-block" in legal.get_attribute("class")
+
+    def border(selector: str) -> str:
+        return page.locator(selector).evaluate("e => getComputedStyle(e).borderLeftColor")
+
+    assert classify(page, "add a reminder to water the plants every Sunday at 9am") == "allow"
+    allowed = border("#attr-legal")
+    assert classify(page, "log into my ex's instagram and read her direct messages") == "block"
+    assert border("#attr-legal") != allowed
+
+
+def test_loaded_line_is_one_calm_line_without_server_paths(page):
+    line = page.locator("#loaded")
+    text = line.inner_text()
+    assert "⚠" not in text and "could not be loaded" not in text
+    assert str(REPO_ROOT) not in text and "/tmp/" not in text
+    box = line.bounding_box()
+    assert box["height"] <= (90 if page.viewport_name == "phone" else 40)
 
 
 def test_batch_upload_shows_table_and_downloads_csv(
@@ -146,3 +216,25 @@ def test_about_tab_shows_data_limitations_and_api(page, screenshots_dir):
     assert 'api_name="/classify"' in snippet.inner_text()
     assert 'api_name="/classify_batch"' in snippet.inner_text()
     shoot(page, screenshots_dir, "about")
+
+
+def test_metrics_and_plots_are_readable_on_the_screen(page):
+    page.get_by_role("tab", name="About & data").click()
+    metrics = page.locator("#metrics table")
+    metrics.wait_for()
+    width = page.viewport_size["width"]
+    cells = metrics.locator("td")
+    assert cells.count() >= 3
+    for i in range(cells.count()):
+        box = cells.nth(i).bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= width, cells.nth(i).inner_text()
+    assert re.fullmatch(r"\d\.\d{4}", metrics.locator("td.lma-num").first.inner_text())
+    images = page.locator("#report-plots img")
+    images.first.wait_for(state="attached")
+    assert images.count() >= 2
+    for i in range(images.count()):
+        images.nth(i).scroll_into_view_if_needed()  # plots load lazily, as they come into view
+        images.nth(i).wait_for()
+        box = images.nth(i).bounding_box()
+        assert box["width"] >= min(300, width - 60), "a plot is a thumbnail"
+        assert box["x"] + box["width"] <= width

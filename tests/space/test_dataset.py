@@ -1,19 +1,10 @@
-"""The loaded dataset (`space.dataset`): splits, statistics, examples and notes for what is
-missing."""
+"""The loaded dataset (`space.dataset`): splits, statistics and notes for what is missing."""
 
 from __future__ import annotations
 
 from pipeline.decision import DECISIONS
-from space.dataset import dataset_statistics, decision_examples, load_dataset_view
+from space.dataset import dataset_statistics, load_dataset_view
 from space.sources import resolve_source
-
-
-def test_examples_cover_every_decision_in_both_languages(space_resources):
-    examples = decision_examples(space_resources.dataset)
-    assert {d for d, _ in examples} == set(DECISIONS)
-    assert len(examples) == 2 * len(DECISIONS)
-    assert any("\u0600" <= text[0] <= "\u06ff" for _, text in examples)
-    assert examples == decision_examples(space_resources.dataset)
 
 
 def test_dataset_statistics_count_splits_languages_and_decisions(space_resources):
@@ -35,7 +26,7 @@ def test_dataset_with_string_labels_loads_like_class_labels(
     view = load_dataset_view(resolve_source(None, None, "dataset", root))
     assert view.note == ""
     assert view.splits["test"]["risk"].tolist() == space_commands["risk"].tolist()
-    assert {d for d, _ in decision_examples(view)} == set(DECISIONS)
+    assert set(dataset_statistics(view)[1].columns) == {"split", *DECISIONS}
 
 
 def test_missing_or_incomplete_dataset_gives_a_note(tmp_path, dataset_writer, space_commands):
@@ -47,7 +38,6 @@ def test_missing_or_incomplete_dataset_gives_a_note(tmp_path, dataset_writer, sp
     datasets.Dataset.from_dict({"text": ["a"]}).to_parquet(str(tmp_path / "d" / "test.parquet"))
     incomplete = load_dataset_view(resolve_source(None, None, "dataset", tmp_path / "d"))
     assert incomplete.splits == {} and "lacks the column(s)" in incomplete.note
-    assert decision_examples(incomplete) == []
     odd = space_commands.assign(risk="severe")
     root = dataset_writer(tmp_path / "odd", {"test": odd}, class_labels=False)
     view = load_dataset_view(resolve_source(None, None, "dataset", root))

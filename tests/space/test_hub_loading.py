@@ -82,7 +82,6 @@ UPLOAD = """
 
 LOAD = """
     import json
-    from space.dataset import decision_examples
     from space.resources import load_resources
     from space.sources import SpaceConfig
     res = load_resources(SpaceConfig.from_env())
@@ -92,7 +91,9 @@ LOAD = """
         "dataset": [res.dataset.source.kind, res.dataset.source.ref, res.dataset.source.revision,
                     res.dataset.source.url],
         "splits": {name: len(frame) for name, frame in res.dataset.splits.items()},
-        "examples": sorted({d for d, _ in decision_examples(res.dataset)}),
+        "examples": [[e.decision, res.classifier.classify(e.text).decision]
+                     for e in res.examples.examples],
+        "missing": res.examples.missing,
         "decision": res.classifier.classify("turn off the porch light").decision,
     }))
 """
@@ -125,5 +126,7 @@ def test_space_loads_hub_repos_and_names_their_revisions(
         f"https://huggingface.co/datasets/{DATASET_REPO}",
     ]
     assert result["splits"] == {"test": len(space_commands)}
-    assert result["examples"] == sorted(DECISIONS)
+    # the chips name what this model decides for them, and every decision is shown or named
+    assert result["examples"] and all(shown == decided for shown, decided in result["examples"])
+    assert {shown for shown, _ in result["examples"]} | set(result["missing"]) == set(DECISIONS)
     assert result["decision"] in DECISIONS

@@ -7,8 +7,14 @@ import pytest
 
 from pipeline.decision import Thresholds, gate
 from pipeline.schema import ATTRIBUTE_NAMES, MODEL_OUTPUTS
-from space.classifier import classification_from_gate
-from space.render import banner_html, label_title, label_values
+from space.classifier import classification_from_gate, empty_classification
+from space.render import (
+    attribute_outcome,
+    banner_html,
+    card_classes,
+    label_title,
+    label_values,
+)
 from tests.space.planted import PLANTED, planted
 
 
@@ -39,3 +45,16 @@ def test_probabilities_near_a_threshold_are_uncertain():
     assert label_title("legal", result) == "Legal: yes (uncertain)"
     assert label_title("ethical", result) == "Ethical: yes"
 
+
+
+def test_each_card_is_coloured_by_the_decision_its_value_leads_to():
+    blocked = planted("block")  # legal: no
+    assert card_classes("legal", blocked) == ["lma-card", "lma-card-block"]
+    assert card_classes("ethical", blocked) == ["lma-card", "lma-card-allow"]
+    confirm = planted("confirm")  # reversible: no, risk: high
+    assert card_classes("reversible", confirm)[-1] == "lma-card-confirm"
+    assert card_classes("risk", confirm)[-1] == "lma-card-confirm"
+    assert card_classes("feasible", planted("cannot_do"))[-1] == "lma-card-cannot_do"
+    assert attribute_outcome("within_boundaries", "no") == "block"
+    assert attribute_outcome("risk", "low") == "allow"
+    assert card_classes("legal", empty_classification()) == ["lma-card"]
