@@ -140,15 +140,17 @@ def _export_graph(model_dir: Path, out_path: Path, opset: int) -> None:
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, attn_implementation="eager").eval()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     enc = tokenizer(list(PARITY_TEXTS[:2]), padding=True, return_tensors="pt")
-    inputs = tuple(enc[name] for name in INPUT_NAMES)
-    axes = {name: {0: "batch", 1: "sequence"} for name in INPUT_NAMES}
+    # The inputs the model's tokenizer gives (e5's gives no token types), in the forward order.
+    names = [name for name in INPUT_NAMES if name in enc]
+    inputs = tuple(enc[name] for name in names)
+    axes = {name: {0: "batch", 1: "sequence"} for name in names}
     axes["logits"] = {0: "batch"}
     with torch.no_grad():
         torch.onnx.export(
             model,
             inputs,
             str(out_path),
-            input_names=list(INPUT_NAMES),
+            input_names=names,
             output_names=["logits"],
             dynamic_axes=axes,
             opset_version=opset,
