@@ -186,7 +186,8 @@ def table_html(frame: pd.DataFrame) -> str:
     numeric = {c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])}
 
     def cell(tag: str, column: str, text: str) -> str:
-        return f'<{tag} class="lma-num">{text}</{tag}>' if column in numeric else f"<{tag}>{text}</{tag}>"
+        attrs = ' class="lma-num"' if column in numeric else ""
+        return f"<{tag}{attrs}>{text}</{tag}>"
 
     head = "".join(cell("th", c, esc(str(c))) for c in frame.columns)
     rows = []

@@ -26,13 +26,7 @@ from space.about import about_tab, api_snippet  # noqa: F401 (pipeline.stage rea
 from space.batch import MAX_UPLOAD_MB, batch_tab
 from space.classifier import ClassificationPayload
 from space.classify import FOCUS_ON_WIDE_SCREENS_JS, classify_tab
-from space.fairness import (
-    SINGLE_CONCURRENCY,
-    SINGLE_GROUP,
-    BatchLimits,
-    BatchQueue,
-    trusted_proxies,
-)
+from space.fairness import SINGLE_CONCURRENCY, SINGLE_GROUP, BatchQueue, trusted_proxies
 from space.render import CSS
 from space.resources import SpaceResources, load_resources
 from space.sources import SpaceConfig, SpaceLoadError
@@ -63,14 +57,21 @@ def _loaded_line(res: SpaceResources) -> str:
 
 
 def build_app(
-    res: SpaceResources, space_ref: str | None = None, batch_limits: BatchLimits = BatchLimits()
+    res: SpaceResources,
+    space_ref: str | None = None,
+    batches: BatchQueue | None = None,
+    proxies: int | None = None,
 ) -> "gr.Blocks":
-    """The Blocks app: Classify, Batch and About & data tabs, and the two API endpoints."""
+    """The Blocks app: Classify, Batch and About & data tabs, and the two API endpoints.
+    `batches` admits and orders batch files (default: `BatchLimits()`); `proxies` is how many
+    trusted proxies tell the client's address (default: `trusted_proxies()`)."""
     import gradio as gr
 
     classifier = res.classifier
     space_ref = space_ref or os.environ.get("SPACE_ID") or "http://127.0.0.1:7860"
-    batches = BatchQueue(batch_limits)
+    batches = batches or BatchQueue()
+    batch_limits = batches.limits
+    proxies = trusted_proxies() if proxies is None else proxies
 
     def classify(command: str) -> ClassificationPayload:
         """Classify one command: decision (allow / confirm / cannot_do / block), reasons,
@@ -98,7 +99,7 @@ def build_app(
             with gr.Tab("Classify", id="classify"):
                 classify_tab(res)
             with gr.Tab("Batch", id="batch"):
-                batch_tab(classifier, batches, trusted_proxies())
+                batch_tab(classifier, batches, proxies)
             with gr.Tab("About & data", id="about"):
                 about_tab(res, space_ref)
         gr.Markdown(

@@ -236,9 +236,14 @@ async def run_batch(
     the CSV beside the upload (in Gradio's cache, which `delete_cache` empties). Raises
     `BatchFileError` for a file that cannot be read and `BatchRefused` when the queue does not
     take it; cancelling the task stops the work after the chunk in progress."""
+    import anyio
+
     if not file:
         raise BatchFileError("Upload a .csv or .txt file.")
-    batch = read_batch_file(file)
+    queue.admit(client)  # refuse before reading the file: a flood costs no parsing
+    # Reading, tabulating and writing run in worker threads: the event loop that serves single
+    # commands never waits for a 5,000-row file.
+    batch = await anyio.to_thread.run_sync(read_batch_file, file)
     async with queue.turn(client) as ahead:
         if ahead:
             on_progress(0.0, f"Waiting for {ahead} batch file(s) ahead of this one")
@@ -248,9 +253,14 @@ async def run_batch(
             on_progress(done / max(total, 1), f"Classified {done:,} of {total:,}")
 
         results = await classifier.classify_many_async(batch.texts, on_progress=report)
-    frame = batch_frame(batch, results)
     out_path = Path(file).with_name(f"{Path(batch.name).stem}-classified.csv")
-    write_batch_csv(frame, out_path)
+
+    def tabulate() -> pd.DataFrame:
+        frame = batch_frame(batch, results)
+        write_batch_csv(frame, out_path)
+        return frame
+
+    frame = await anyio.to_thread.run_sync(tabulate)
     return BatchOutcome(batch_summary(batch.name, results), results, frame, str(out_path))
 
 
@@ -319,7 +329,9 @@ def batch_tab(classifier: CommandClassifier, queue: BatchQueue, proxies: int) ->
         concurrency_id=BATCH_GROUP,
         concurrency_limit=None,  # admission and order are `queue`'s
     )
-    stop.click(lambda: "Stopped.", None, status, cancels=[running], queue=False, api_visibility="private")
+    stop.click(
+        lambda: "Stopped.", None, status, cancels=[running], queue=False, api_visibility="private"
+    )
     upload.clear(
         lambda: ("", pd.DataFrame(columns=list(TABLE_COLUMNS)), None),
         None,

@@ -166,7 +166,7 @@ class CommandClassifier:
         in progress."""
         import anyio
 
-        results, chunks = self._plan(raws)
+        results, chunks = await anyio.to_thread.run_sync(self._plan, raws)
         total, done = sum(map(len, chunks)), 0
         for chunk in chunks:
             await anyio.to_thread.run_sync(self._classify_chunk, raws, chunk, results)

@@ -49,33 +49,39 @@ class _Priority:
 
 class ModelLock:
     """A lock on the model with two priorities: `single` (a command someone waits for) goes
-    before `batch` (a chunk of a batch file)."""
+    before `batch` (a chunk of a batch file). A release wakes one waiter, a single command if
+    one waits, so many waiting requests do not all wake for each model call."""
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        lock = threading.Lock()
+        self._singles = threading.Condition(lock)
+        self._batches = threading.Condition(lock)
         self._busy = False
         self._singles_waiting = 0
         self.single = _Priority(self._acquire_single, self._release)
         self.batch = _Priority(self._acquire_batch, self._release)
 
     def _acquire_single(self) -> None:
-        with self._cond:
+        with self._singles:
             self._singles_waiting += 1
             try:
-                self._cond.wait_for(lambda: not self._busy)
+                self._singles.wait_for(lambda: not self._busy)
             finally:
                 self._singles_waiting -= 1
             self._busy = True
 
     def _acquire_batch(self) -> None:
-        with self._cond:
-            self._cond.wait_for(lambda: not self._busy and self._singles_waiting == 0)
+        with self._batches:
+            self._batches.wait_for(lambda: not self._busy and self._singles_waiting == 0)
             self._busy = True
 
     def _release(self) -> None:
-        with self._cond:
+        with self._singles:
             self._busy = False
-            self._cond.notify_all()
+            if self._singles_waiting:
+                self._singles.notify()
+            else:
+                self._batches.notify()
 
     # `with lock:` is the single-command side, so code written for a plain lock (the HTTP API)
     # gets the priority of a command someone waits for.

@@ -96,7 +96,9 @@ def test_classify_batch_bad_file_is_an_error_with_the_reason(client, tmp_path):
         client.predict(handle_file(str(path)), api_name="/classify_batch")
 
 
-@pytest.mark.parametrize(("payload", "kind"), [(["a", "b"], "a list"), ({"a": 1}, "an object"), (3, "a number")])
+@pytest.mark.parametrize(
+    ("payload", "kind"), [(["a", "b"], "a list"), ({"a": 1}, "an object"), (3, "a number")]
+)
 def test_classify_refuses_a_payload_that_is_not_a_string(client, payload, kind):
     from gradio_client.exceptions import AppError
 
