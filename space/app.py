@@ -116,6 +116,11 @@ def build_app(
         )
         # gr.api names its output by position ("1st"); the API page and view_api() show this.
         app.fns[endpoint["id"]].outputs[0].label = "classification"
+    # Gradio's queue recomputes a summary of its last GRADIO_ANALYTICS_MAX_EVENTS events (10,000
+    # by default) after every event, for a monitoring page this Space does not serve: a cost per
+    # single command that grows with uptime. Recompute it rarely, over few events.
+    os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "500")
+    os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "500")
     app.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=SINGLE_CONCURRENCY)
     return app
 

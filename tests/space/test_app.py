@@ -17,3 +17,21 @@ def test_config_comes_from_env_then_cli(tmp_path):
     config = config_from_args(args, env)
     assert (config.model_id, config.model_dir, config.dataset_id) == (None, tmp_path, "org/data")
 
+
+
+def test_the_source_line_is_calm_for_a_local_build_and_short_when_a_hub_id_fails(
+    space_resources, tmp_path
+):
+    from dataclasses import replace
+
+    from space.app import _loaded_line
+    from space.sources import resolve_source
+
+    local = _loaded_line(space_resources)
+    assert "⚠" not in local and "\n" not in local
+    assert str(space_resources.model_source.path) not in local
+    failed = resolve_source("org/missing-model", None, "model", space_resources.model_source.path)
+    line = _loaded_line(replace(space_resources, model_source=failed))
+    assert "⚠ `org/missing-model` could not be loaded from the Hub" in line
+    assert line.endswith(": using the local build") and "\n" not in line
+    assert str(space_resources.model_source.path) not in line
