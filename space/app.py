@@ -44,6 +44,10 @@ QUEUE_MAX_SIZE = 256
 MAX_THREADS = 64
 # Uploads and result files are deleted from Gradio's cache after this many seconds.
 CACHE_MAX_AGE_S = 3600
+# Sessions whose component state Gradio keeps in memory (its default, 10,000, holds a copy of
+# every component's config per session: about 60 kB each here, 600 MB in all once an API's
+# one-call sessions fill it). The Space keeps no state a user would lose with an old session.
+STATE_SESSION_CAPACITY = 1_000
 
 
 def _loaded_line(res: SpaceResources) -> str:
@@ -156,6 +160,7 @@ def launch(
         theme=gr.themes.Soft(),
         max_file_size=f"{MAX_UPLOAD_MB}mb",
         max_threads=MAX_THREADS,
+        state_session_capacity=STATE_SESSION_CAPACITY,
         # Messages the Space raises (gr.Error) are shown; other exceptions, which may name
         # server paths, only go to the log.
         show_error=False,
