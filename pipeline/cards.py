@@ -23,7 +23,7 @@ import pandas as pd
 from pipeline import decision
 from pipeline.config import REPO_ROOT
 from pipeline.decision import DECISIONS, DEFAULT_UNCERTAINTY_MARGIN, Decision, Thresholds, decisions_from_frame
-from pipeline.evaluate import MODEL_KEY
+from pipeline.eval_report import MODEL_KEY
 from pipeline.markdown import fmt, markdown_table
 from pipeline.metrics import BLOCK_ATTRIBUTES
 from pipeline.schema import (

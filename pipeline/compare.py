@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pipeline.cards import markdown_table
 from pipeline.data_io import write_json
-from pipeline.evaluate import MODEL_KEY
+from pipeline.eval_report import MODEL_KEY
 from pipeline.schema import ATTRIBUTE_NAMES, LANGUAGES
 from pipeline.split import CHALLENGE
 

@@ -7,10 +7,12 @@ import json
 from pathlib import Path
 
 from pipeline.decision import DECISIONS
-from pipeline.evaluate import MODEL_KEY
 from pipeline.markdown import fmt, markdown_table
 from pipeline.plots import pyplot
 from pipeline.schema import ATTRIBUTE_NAMES, ATTRIBUTES_BY_NAME
+
+# The key of the fine-tuned model among the models of eval.json (the baselines have their own).
+MODEL_KEY = "lm-action"
 
 FIGURES = {
     "reliability": "eval_reliability.png",

@@ -23,6 +23,7 @@ from pipeline.augment import ATTACK_KINDS
 from pipeline.calibration import Calibration, fit_calibration
 from pipeline.config import DEFAULT_BACKBONE, BuildLayout, setting, stage_config, to_dict
 from pipeline.decision import Decision, Thresholds, decisions_from_frame, decisions_from_probabilities
+from pipeline.eval_report import MODEL_KEY
 from pipeline.metrics import (
     BLOCK_ATTRIBUTES,
     FALSE_BLOCK_RATES,
@@ -38,7 +39,6 @@ from pipeline.split import CHALLENGE
 
 log = logging.getLogger(__name__)
 
-MODEL_KEY = "lm-action"
 BASELINE_KINDS = ("tfidf", "embedding")
 THRESHOLD_RULE = """\
 1. Each binary output: the threshold in [{threshold_min}, {threshold_max}] (step {threshold_step}) \

@@ -53,7 +53,7 @@ from pipeline.cards import (
 from pipeline.config import REPO_ROOT, BuildLayout, ConfigError, setting, stage_config
 from pipeline.data_io import StageInputError, write_json
 from pipeline.decision import CONFIG_KEY, Thresholds
-from pipeline.evaluate import MODEL_KEY
+from pipeline.eval_report import MODEL_KEY
 from pipeline.onnx_export import TOLERANCES as ONNX_TOLERANCES, OnnxExportConfig, OnnxParityError, export_onnx
 from pipeline.schema import ATTRIBUTES
 from pipeline.split import SPLITS

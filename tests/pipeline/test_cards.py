@@ -27,7 +27,8 @@ from pipeline.cards import (
     usage_snippet,
 )
 from pipeline.decision import Thresholds
-from pipeline.evaluate import MODEL_KEY, EvaluateConfig, ModelScores, evaluate
+from pipeline.eval_report import MODEL_KEY
+from pipeline.evaluate import EvaluateConfig, ModelScores, evaluate
 from pipeline.schema import ATTRIBUTE_NAMES, ATTRIBUTES, MODEL_OUTPUTS, read_corpus_file, targets_from_frame
 from pipeline.split import CLUSTER_ID, SPLIT, to_dataset_dict, write_hub_dataset
 from pipeline.stage import read_dataset_files

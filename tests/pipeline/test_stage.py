@@ -17,7 +17,7 @@ from pipeline.cards import HubRepos, Release
 from pipeline.config import REPO_ROOT, BuildLayout
 from pipeline.data_io import StageInputError
 from pipeline.decision import CONFIG_KEY
-from pipeline.evaluate import MODEL_KEY
+from pipeline.eval_report import MODEL_KEY
 from pipeline.inference import ONNX_DIR, ONNX_FP32, ONNX_INT8
 from pipeline.schema import ATTRIBUTES, ID2LABEL, MODEL_OUTPUTS
 from pipeline.stage import (

@@ -7,7 +7,7 @@ import json
 import re
 from pathlib import Path
 
-from pipeline.evaluate import MODEL_KEY
+from pipeline.eval_report import MODEL_KEY
 from pipeline.schema import ATTRIBUTE_NAMES
 from space.about import card_metrics, card_section, load_about
 
