@@ -74,16 +74,19 @@ class Calibration:
         }
 
     @classmethod
-    def from_config(cls, config: object) -> "Calibration":
-        """The map recorded in a `transformers` config (identity when none is)."""
-        saved = getattr(config, CONFIG_KEY, None)
-        if not saved:
-            return cls.identity()
+    def from_dict(cls, saved: dict) -> "Calibration":
+        """The map of a `to_config` dict (as config.json and eval.json hold it)."""
         outputs = saved["outputs"]
         return cls(
             tuple(float(outputs[n]["scale"]) for n in MODEL_OUTPUTS),
             tuple(float(outputs[n]["bias"]) for n in MODEL_OUTPUTS),
         )
+
+    @classmethod
+    def from_config(cls, config: object) -> "Calibration":
+        """The map recorded in a `transformers` config (identity when none is)."""
+        saved = getattr(config, CONFIG_KEY, None)
+        return cls.from_dict(saved) if saved else cls.identity()
 
 
 def _fit_one(z: np.ndarray, y: np.ndarray) -> tuple[float, float]:

@@ -12,34 +12,24 @@ columns empty.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from pipeline.cards import markdown_table
-from pipeline.data_io import write_json
+from pipeline.data_io import read_json, write_json
 from pipeline.eval_report import MODEL_KEY
+from pipeline.markdown import table_lines
 from pipeline.schema import ATTRIBUTE_NAMES, LANGUAGES
 from pipeline.split import CHALLENGE
 
 BENCH_BACKENDS = ("torch-fp32", "onnx-fp32", "onnx-int8")
 
 
-def _read(path: Path) -> dict | None:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-
-
-def _mean(values: list[float | None]) -> float | None:
-    known = [v for v in values if v is not None]
-    return sum(known) / len(known) if known else None
-
-
 def summarize_run(name: str, folder: Path) -> dict:
     """The figures of one run folder that the comparison shows."""
-    evaluation = _read(folder / "eval.json")
+    evaluation = read_json(folder / "eval.json")
     if evaluation is None:
         raise FileNotFoundError(f"run {name!r}: {folder / 'eval.json'} is missing")
-    train = _read(folder / "train.json") or evaluation.get("train") or {}
-    bench = _read(folder / "bench_infer.json")
+    train = read_json(folder / "train.json") or evaluation.get("train") or {}
+    bench = read_json(folder / "bench_infer.json")
     ours = evaluation["models"][MODEL_KEY]
     test = ours["test"]
     out: dict = {
@@ -93,10 +83,6 @@ def compare(runs: dict[str, Path]) -> dict:
     return {"runs": [summarize_run(name, folder) for name, folder in runs.items()]}
 
 
-def _table(header: list[str], rows: list[list]) -> list[str]:
-    return [markdown_table(header, rows), ""]
-
-
 def render_markdown(result: dict) -> str:
     runs = result["runs"]
     names = [r["name"] for r in runs]
@@ -113,21 +99,21 @@ def render_markdown(result: dict) -> str:
     rows.append(["largest ECE (an attribute)"] + [r["test"]["max_ece"] for r in runs])
     baselines = sorted({k for r in runs for k in r["baselines"]})
     rows += [[f"{k} mean macro-F1"] + [r["baselines"].get(k) for r in runs] for k in baselines]
-    lines += _table(["test"] + names, rows)
+    lines += table_lines(["test"] + names, rows)
     if any(CHALLENGE in r for r in runs):
         lines += ["## Challenge split (written by a writer of no training row)", ""]
         keys = [("mean_macro_f1", "mean macro-F1"), ("decision_accuracy", "decision accuracy"),
                 ("block_recall", "block recall"), ("false_block_rate", "false-block rate (allow rows)")]
         rows = [[label] + [r.get(CHALLENGE, {}).get(key) for r in runs] for key, label in keys]
         rows.append(["decision agreement on disguised variants"] + [r.get("disguise_agreement") for r in runs])
-        lines += _table(["challenge"] + names, rows)
+        lines += table_lines(["challenge"] + names, rows)
     lines += ["## Training and CPU inference", ""]
     rows = [["training wall time (s)"] + [r["train_wall_s"] for r in runs], ["optimizer steps"] + [r["steps"] for r in runs]]
     for backend in BENCH_BACKENDS:
         rows.append([f"{backend} p50 ms / command"] + [r.get("cpu", {}).get(backend, {}).get("p50_ms") for r in runs])
         rows.append([f"{backend} commands/s batched"] + [r.get("cpu", {}).get(backend, {}).get("throughput_per_s") for r in runs])
     rows.append(["benchmark CPU"] + [(r.get("cpu") or {}).get("cpu") for r in runs])
-    lines += _table(["run"] + names, rows)
+    lines += table_lines(["run"] + names, rows)
     return "\n".join(lines)
 
 

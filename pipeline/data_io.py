@@ -1,5 +1,5 @@
 """Files and small structures shared by the data stages (clean, dedup, split): atomic writes,
-reading a previous stage's output with a clear error, and connected components."""
+reading a previous stage's output or a JSON report with a clear error, and connected components."""
 
 from __future__ import annotations
 
@@ -20,6 +20,21 @@ ID_SEPARATOR = ";"
 
 class StageInputError(FileNotFoundError):
     """A stage's input (the previous stage's output) is missing or unreadable."""
+
+
+def read_json(path: Path, required_by: str | None = None) -> dict | None:
+    """A JSON report, or None when absent and optional; a clear error when required or broken."""
+    if not path.is_file():
+        if required_by:
+            raise StageInputError(f"{path} not found: run `python -m pipeline {required_by}` first")
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise StageInputError(f"{path}: cannot read JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise StageInputError(f"{path}: expected a JSON object")
+    return data
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from pipeline.decision import DECISIONS
-from pipeline.markdown import fmt, markdown_table
+from pipeline.markdown import fmt, table_lines
 from pipeline.plots import pyplot
 from pipeline.schema import ATTRIBUTE_NAMES, ATTRIBUTES_BY_NAME
 
@@ -20,10 +20,6 @@ FIGURES = {
     "confusion_decision": "eval_confusion_decision.png",
     "block_curve": "eval_block_curve.png",
 }
-
-
-def _table(header: list[str], rows: list[list]) -> list[str]:
-    return [markdown_table(header, rows), ""]
 
 
 def _heatmap(ax, matrix, labels: list[str], title: str) -> None:
@@ -114,7 +110,7 @@ def _training_section(train: dict | None) -> list[str]:
         "",
     ]
     if curve:
-        lines += _table(
+        lines += table_lines(
             ["step", "epoch", "validation loss", "validation macro-F1"],
             [[p["step"], p["epoch"], p["loss"], p["macro_f1"]] for p in curve],
         )
@@ -145,7 +141,7 @@ def _challenge_section(result: dict) -> list[str]:
                 [key, split, m["decision"]["accuracy"], point["recall"], point["false_block_rate"], m["mean_macro_f1"]]
                 + [m["attributes"][name]["macro_f1"] for name in ATTRIBUTE_NAMES]
             )
-    return lines + _table(header, rows)
+    return lines + table_lines(header, rows)
 
 
 def render_markdown(result: dict) -> str:
@@ -163,7 +159,7 @@ def render_markdown(result: dict) -> str:
         "## Goals (test split)",
         "",
     ]
-    lines += _table(["goal", "target", "reached", "met"], [[g["goal"], g["target"], g["value"], g["met"]] for g in result["goals"]])
+    lines += table_lines(["goal", "target", "reached", "met"], [[g["goal"], g["target"], g["value"], g["met"]] for g in result["goals"]])
 
     if any("challenge" in m for m in models.values()):
         lines += _challenge_section(result)
@@ -184,18 +180,18 @@ def render_markdown(result: dict) -> str:
                 + [m["per_class"][v]["f1"] for v in values]
                 + [m["macro_precision"], m["macro_recall"], m["roc_auc"], m["pr_auc"], m["log_loss"], m["ece"]]
             )
-        lines += [f"### {name}", ""] + _table(header, rows)
+        lines += [f"### {name}", ""] + table_lines(header, rows)
         per_class = ours["test"]["attributes"][name]["per_class"]
-        lines += _table(
+        lines += table_lines(
             ["LM-Action class", "precision", "recall", "F1", "support", "ROC-AUC (1-vs-rest)", "PR-AUC"],
             [[v, c["precision"], c["recall"], c["f1"], c["support"], c["roc_auc"], c["pr_auc"]] for v, c in per_class.items()],
         )
         confusion = ours["test"]["attributes"][name]["confusion"]
         lines += ["LM-Action confusion (rows gold, columns predicted):", ""]
-        lines += _table(["gold \\ predicted"] + confusion["labels"], [[lab] + row for lab, row in zip(confusion["labels"], confusion["matrix"])])
+        lines += table_lines(["gold \\ predicted"] + confusion["labels"], [[lab] + row for lab, row in zip(confusion["labels"], confusion["matrix"])])
 
     lines += ["## Decisions (test split)", ""]
-    lines += _table(
+    lines += table_lines(
         ["model", "accuracy", "macro-F1"] + [f"recall {d}" for d in DECISIONS],
         [
             [key, m["test"]["decision"]["accuracy"], m["test"]["decision"]["macro_f1"]]
@@ -205,7 +201,7 @@ def render_markdown(result: dict) -> str:
     )
     confusion = ours["test"]["decision"]["confusion"]
     lines += ["LM-Action decision confusion (rows gold, columns predicted):", ""]
-    lines += _table(["gold \\ predicted"] + confusion["labels"], [[lab] + row for lab, row in zip(confusion["labels"], confusion["matrix"])])
+    lines += table_lines(["gold \\ predicted"] + confusion["labels"], [[lab] + row for lab, row in zip(confusion["labels"], confusion["matrix"])])
     rates = list(ours["test"]["block"]["recall_at_false_block_rate"])
     lines += [
         "Block recall (gold `block`) at fixed false-block rates (gold `allow` commands blocked), "
@@ -213,7 +209,7 @@ def render_markdown(result: dict) -> str:
         "validation-tuned thresholds:",
         "",
     ]
-    lines += _table(
+    lines += table_lines(
         ["model"] + [f"recall @ FBR <= {r}" for r in rates] + ["tuned: recall", "tuned: FBR"],
         [
             [key]
@@ -235,16 +231,16 @@ def render_markdown(result: dict) -> str:
                 + [entry["mean_macro_f1"]]
                 + [m["test"][column][value]["mean_macro_f1"] for k, m in models.items() if k != MODEL_KEY]
             )
-        lines += _table(header, rows)
+        lines += table_lines(header, rows)
 
     lines += ["## Thresholds (tuned on validation)", "", result["threshold_rule"], ""]
     outputs = list(ours["thresholds"])
-    lines += _table(
+    lines += table_lines(
         ["model"] + outputs + ["block shift"],
         [[key] + [m["thresholds"][o] for o in outputs] + [m["block_shift"]] for key, m in models.items()],
     )
     lines += ["Validation at the tuned thresholds (in-sample for the thresholds):", ""]
-    lines += _table(
+    lines += table_lines(
         ["model", "mean macro-F1", "block recall", "false-block rate"],
         [
             [key, m["validation"]["mean_macro_f1"], m["validation"]["block"]["operating_point"]["recall"],
@@ -263,7 +259,7 @@ def render_markdown(result: dict) -> str:
             "",
         ]
         splits = list(calibration["ece"])
-        lines += _table(
+        lines += table_lines(
             ["attribute"] + [f"{split} ECE {when}" for split in splits for when in ("before", "after")],
             [
                 [name] + [calibration["ece"][split][when][name] for split in splits for when in ("before", "after")]
@@ -271,7 +267,7 @@ def render_markdown(result: dict) -> str:
             ],
         )
         fitted = calibration["fitted"]["outputs"]
-        lines += _table(["output", "scale", "bias"], [[k, v["scale"], v["bias"]] for k, v in fitted.items()])
+        lines += table_lines(["output", "scale", "bias"], [[k, v["scale"], v["bias"]] for k, v in fitted.items()])
 
     robustness = result.get("robustness")
     if robustness:
@@ -284,7 +280,7 @@ def render_markdown(result: dict) -> str:
             "",
         ]
         decisions = list(DECISIONS)
-        lines += _table(
+        lines += table_lines(
             ["form", "rows", "same decision"] + [f"same ({d})" for d in decisions] + ["block escaped"],
             [
                 [kind, f["rows"], f["agreement"]]
@@ -297,7 +293,7 @@ def render_markdown(result: dict) -> str:
         )
 
     lines += [f"## The {len(result['confident_errors'])} most confident errors (LM-Action, test split)", ""]
-    lines += _table(
+    lines += table_lines(
         ["id", "lang", "attribute", "gold", "predicted", "confidence", "text"],
         [[e["id"], e["lang"], e["attribute"], e["gold"], e["predicted"], e["confidence"], e["text"]] for e in result["confident_errors"]],
     )

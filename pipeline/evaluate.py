@@ -426,10 +426,7 @@ def main(args: argparse.Namespace) -> int:
     if result["calibration"] is not None:
         from pipeline.calibration import fold_into_model
 
-        fitted = result["calibration"]["fitted"]["outputs"]
-        fold_into_model(model_dir, Calibration(
-            tuple(fitted[n]["scale"] for n in MODEL_OUTPUTS), tuple(fitted[n]["bias"] for n in MODEL_OUTPUTS)
-        ))
+        fold_into_model(model_dir, Calibration.from_dict(result["calibration"]["fitted"]))
     write_thresholds(model_dir, Thresholds(result["models"][MODEL_KEY]["thresholds"]))
     paths = write_report(result, layout.reports)
     ours = result["models"][MODEL_KEY]["test"]

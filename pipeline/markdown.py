@@ -34,3 +34,8 @@ def markdown_table(
     lines = ["| " + " | ".join(header) + " |", rule]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def table_lines(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    """`markdown_table` as report lines, with the blank line that ends the table."""
+    return [markdown_table(header, rows), ""]

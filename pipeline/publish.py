@@ -26,8 +26,8 @@ from pathlib import Path
 from pipeline import __version__
 from pipeline.cards import HubRepos, Release
 from pipeline.config import BuildLayout, setting, stage_config
-from pipeline.data_io import StageInputError
-from pipeline.stage import MANIFEST, data_hash, folder_hashes, human_size, read_json
+from pipeline.data_io import StageInputError, read_json
+from pipeline.stage import MANIFEST, data_hash, folder_hashes, human_size
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,6 @@ import argparse
 import ast
 import hashlib
 import importlib.metadata
-import json
 import logging
 import os
 import re
@@ -51,7 +50,7 @@ from pipeline.cards import (
     space_card_data,
 )
 from pipeline.config import REPO_ROOT, BuildLayout, ConfigError, setting, stage_config
-from pipeline.data_io import StageInputError, write_json
+from pipeline.data_io import StageInputError, read_json, write_json
 from pipeline.decision import CONFIG_KEY, Thresholds
 from pipeline.eval_report import MODEL_KEY
 from pipeline.onnx_export import TOLERANCES as ONNX_TOLERANCES, OnnxExportConfig, OnnxParityError, export_onnx
@@ -204,21 +203,6 @@ def model_data_hash(model_dir: Path) -> str | None:
         return None
     match = CARD_DATA_HASH.search(card.read_text(encoding="utf-8", errors="replace"))
     return match.group(1) if match else None
-
-
-def read_json(path: Path, required_by: str | None = None) -> dict | None:
-    """A JSON report, or None when absent and optional; a clear error when required or broken."""
-    if not path.is_file():
-        if required_by:
-            raise StageInputError(f"{path} not found: run `python -m pipeline {required_by}` first")
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise StageInputError(f"{path}: cannot read JSON ({exc})") from exc
-    if not isinstance(data, dict):
-        raise StageInputError(f"{path}: expected a JSON object")
-    return data
 
 
 def _replace_dir(built: Path, target: Path) -> None:
