@@ -303,7 +303,8 @@ def measure_parity(model_dir: Path, onnx_paths: Sequence[Path], texts: Sequence[
         inside = path.resolve().is_relative_to(model_dir.resolve())
         name = path.resolve().relative_to(model_dir.resolve()).as_posix() if inside else str(path)
         try:
-            probs = Predictor(model_dir, PredictorConfig(backend="onnx", onnx_file=str(path))).predict_proba(texts)
+            config = PredictorConfig(backend="onnx", onnx_file=str(path.resolve()))
+            probs = Predictor(model_dir, config).predict_proba(texts)
         except Exception as exc:  # onnxruntime's errors (InvalidProtobuf, Fail, ...) are bare Exceptions
             raise OnnxParityError(model_dir, [f"{name}: ONNX Runtime cannot run it ({exc})"]) from exc
         labels = predicted_classes(probs, thresholds)

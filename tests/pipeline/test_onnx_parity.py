@@ -67,6 +67,13 @@ def test_an_int8_file_with_broken_weights_fails_the_parity_check_naming_it(model
     assert f"{ONNX_DIR}/{ONNX_FP32}:" not in message
 
 
+def test_the_parity_check_runs_on_a_model_folder_given_relative_to_the_working_directory(model_copy, monkeypatch):
+    monkeypatch.chdir(model_copy.parent)
+    parity = check_parity(Path(model_copy.name), OnnxExportConfig())
+    assert [p.file for p in parity] == [f"{ONNX_DIR}/{ONNX_FP32}", f"{ONNX_DIR}/{ONNX_INT8}"]
+    assert all(p.texts == len(PARITY_TEXTS) for p in parity)
+
+
 def test_an_int8_file_onnx_runtime_cannot_load_fails_the_parity_check(model_copy):
     int8 = model_copy / ONNX_DIR / ONNX_INT8
     int8.write_bytes(int8.read_bytes()[: int8.stat().st_size // 2])
