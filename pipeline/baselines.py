@@ -7,6 +7,7 @@ targets and give probabilities ordered like `schema.MODEL_OUTPUTS`.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -110,7 +111,8 @@ class TfidfLogReg:
 
 class EmbeddingLogReg:
     """Frozen sentence embeddings (normalized) of a sentence-transformers model, then a
-    logistic regression per output."""
+    logistic regression per output. With `cache_dir` (a build's cache folder) the vectors that
+    `dedup` and `split` already computed for the same model are read, not recomputed."""
 
     def __init__(
         self,
@@ -120,8 +122,10 @@ class EmbeddingLogReg:
         c: float = 4.0,
         class_weight: str | None = "balanced",
         device: str = "auto",
+        cache_dir: str | Path | None = None,
     ):
         self.model_name_or_path = model_name_or_path
+        self.cache_dir = cache_dir
         self.seed = seed
         self.batch_size = batch_size
         self.device = device
@@ -134,7 +138,7 @@ class EmbeddingLogReg:
 
         if self._embedder is None:
             self._embedder = TextEmbedder(
-                self.model_name_or_path, device=self.device, batch_size=self.batch_size
+                self.model_name_or_path, device=self.device, batch_size=self.batch_size, cache_dir=self.cache_dir
             )
         return self._embedder.encode([str(t) for t in texts], progress=False)
 

@@ -341,21 +341,22 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-dir", type=Path, help="the trained model (default: <build>/model)")
 
 
-def _baseline(kind: str, config: EvaluateConfig):
+def _baseline(kind: str, config: EvaluateConfig, cache_dir: Path | None = None):
     from pipeline.baselines import EmbeddingLogReg, TfidfLogReg
 
     if kind == "tfidf":
         return TfidfLogReg(seed=config.seed)
     if kind == "embedding":
-        return EmbeddingLogReg(config.embedding_model, seed=config.seed, batch_size=config.embedding_batch_size)
+        return EmbeddingLogReg(config.embedding_model, seed=config.seed, batch_size=config.embedding_batch_size,
+                               cache_dir=cache_dir)
     raise ValueError(f"unknown baseline {kind!r}; known: {', '.join(BASELINE_KINDS)}")
 
 
 def predict_all(
-    model_dir: Path, splits: dict[str, pd.DataFrame], config: EvaluateConfig
+    model_dir: Path, splits: dict[str, pd.DataFrame], config: EvaluateConfig, cache_dir: Path | None = None
 ) -> dict[str, ModelScores]:
     """Probabilities of the model (through `inference.Predictor`) and of each baseline (fitted on
-    the training split) on validation and test."""
+    the training split) on validation and test; `cache_dir` holds the build's cached embeddings."""
     from pipeline.inference import Predictor, PredictorConfig
 
     started = time.perf_counter()
@@ -380,7 +381,7 @@ def predict_all(
     )}
     for kind in config.baselines:
         started = time.perf_counter()
-        baseline = _baseline(kind, config)
+        baseline = _baseline(kind, config, cache_dir)
         log.info("fitting baseline %s on %d rows", baseline.name, len(splits["train"]))
         baseline.fit(splits["train"]["text"].tolist(), targets_from_frame(splits["train"]))
         out[baseline.name.split(" ")[0]] = ModelScores(
@@ -416,7 +417,7 @@ def main(args: argparse.Namespace) -> int:
     if (splits_dir / f"{CHALLENGE}.parquet").is_file():
         splits.update(read_splits(splits_dir, (CHALLENGE,)))
     started = time.perf_counter()
-    scores = predict_all(model_dir, splits, config)
+    scores = predict_all(model_dir, splits, config, layout.cache)
     result = evaluate(splits["validation"], splits["test"], scores, config, splits.get(CHALLENGE))
     result["splits"]["train"] = int(len(splits["train"]))
     result["model_dir"] = str(model_dir)

@@ -64,3 +64,16 @@ def test_embedding_logreg_learns(seed_sample: pd.DataFrame, backbone_dir) -> Non
 
     gold = targets_from_frame(test)[:, LABEL2ID["ethical"]]
     assert roc_auc_score(gold, probs[:, LABEL2ID["ethical"]]) > 0.7
+
+
+def test_embedding_logreg_reads_the_build_cache(seed_sample: pd.DataFrame, backbone_dir, tmp_path) -> None:
+    from pipeline.embeddings import TextEmbedder
+
+    train, test = _split(seed_sample)
+    texts = train["text"].tolist()
+    TextEmbedder(DEFAULT_BACKBONE, device="cpu", cache_dir=tmp_path).encode(texts, progress=False)  # as dedup does
+    model = EmbeddingLogReg(DEFAULT_BACKBONE, seed=0, batch_size=32, device="cpu", cache_dir=tmp_path)
+    model.fit(texts, targets_from_frame(train))
+    assert model._embedder.stats == {"embedded": 0, "cached": len(texts)}
+    model.predict_proba(test["text"].tolist())
+    assert model._embedder.stats["embedded"] == len(set(test["text"]) - set(texts))
