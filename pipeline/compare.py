@@ -37,6 +37,7 @@ def summarize_run(name: str, folder: Path) -> dict:
         "folder": str(folder),
         "backbone": (train.get("config") or {}).get("backbone"),
         "device": train.get("device"),
+        "command": train.get("command"),
         "train_wall_s": train.get("wall_time_s"),
         "steps": train.get("global_step"),
         "test": {
@@ -87,7 +88,8 @@ def render_markdown(result: dict) -> str:
     runs = result["runs"]
     names = [r["name"] for r in runs]
     lines = ["# Backbone comparison", "", "Each column is one run, read from the files in its folder:", ""]
-    lines += [f"- `{r['name']}`: `{r['folder']}` (backbone `{r['backbone']}`, {r['device']})" for r in runs]
+    lines += [f"- `{r['name']}`: `{r['folder']}` (backbone `{r['backbone']}`, {r['device']})"
+              + (f": `{r['command']}`" if r.get("command") else "") for r in runs]
     lines += ["", "## Test split (thresholds tuned on validation)", ""]
     rows = [[f"{a} macro-F1"] + [r["test"]["attributes"][a] for r in runs] for a in ATTRIBUTE_NAMES]
     rows.append(["mean macro-F1"] + [r["test"]["mean_macro_f1"] for r in runs])

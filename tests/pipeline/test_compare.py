@@ -27,6 +27,8 @@ def test_the_table_shows_what_each_run_wrote(tmp_path):
     assert b["steps"] == evaluation["train"]["global_step"]
     markdown = render_markdown(result)
     assert f"| mean macro-F1 | {ours['mean_macro_f1']:.4f} | {ours['mean_macro_f1']:.4f} |" in markdown
+    command = json.loads((BUILD / "train.json").read_text())["command"]
+    assert f"`{command}`" in markdown  # how each run was trained
 
 
 def test_a_missing_report_is_named(tmp_path):
