@@ -16,41 +16,41 @@ import sys
 from pathlib import Path
 
 from pipeline import __version__
-from pipeline.config import DEFAULT_PRESET, ConfigError, field_help, load_preset, show_value
-from pipeline.data_io import StageInputError
-from pipeline.schema import CorpusError
+from pipeline.core.config import DEFAULT_PRESET, ConfigError, field_help, load_preset, show_value
+from pipeline.core.io import StageInputError
+from pipeline.core.schema import CorpusError
 
 # name -> (module, one-line help). Modules are imported only when their stage runs.
 STAGES: dict[str, tuple[str, str]] = {
-    "corpus-stats": ("pipeline.corpus_stats", "validate the corpus and print its label statistics"),
-    "generate": ("pipeline.generate", "generate labeled commands with LLMs (balanced, resumable)"),
-    "label": ("pipeline.label", "re-label generated commands with other LLMs and keep agreements"),
-    "clean": ("pipeline.clean", "normalize, validate and remove exact duplicates"),
-    "dedup": ("pipeline.dedup", "remove near-duplicates found with sentence embeddings"),
-    "split": ("pipeline.split", "leakage-free train/validation/test splits and the data report"),
-    "train": ("pipeline.train", "fine-tune the seven-output BERT classifier"),
-    "evaluate": ("pipeline.evaluate", "tune thresholds, compare with baselines, write eval report"),
-    "stage": ("pipeline.stage", "write Hub-ready dataset, model and Space folders with cards"),
-    "publish": ("pipeline.publish", "upload the staged folders to the Hugging Face Hub"),
+    "corpus-stats": ("pipeline.data.corpus_stats", "validate the corpus and print its label statistics"),
+    "generate": ("pipeline.llm.generate", "generate labeled commands with LLMs (balanced, resumable)"),
+    "label": ("pipeline.llm.label", "re-label generated commands with other LLMs and keep agreements"),
+    "clean": ("pipeline.data.clean", "normalize, validate and remove exact duplicates"),
+    "dedup": ("pipeline.data.dedup", "remove near-duplicates found with sentence embeddings"),
+    "split": ("pipeline.data.split", "leakage-free train/validation/test splits and the data report"),
+    "train": ("pipeline.model.train", "fine-tune the seven-output BERT classifier"),
+    "evaluate": ("pipeline.model.evaluate", "tune thresholds, compare with baselines, write eval report"),
+    "stage": ("pipeline.hub.stage", "write Hub-ready dataset, model and Space folders with cards"),
+    "publish": ("pipeline.hub.publish", "upload the staged folders to the Hugging Face Hub"),
     "all": ("pipeline.run_all", "clean, dedup, split, train, evaluate and stage in one go"),
     "bench-generate": ("pipeline.bench_generate", "benchmark generation against a local server"),
     "bench-dedup": ("pipeline.bench_dedup", "benchmark embedding and near-duplicate search"),
     "bench-infer": ("pipeline.bench_infer", "benchmark CPU inference backends"),
-    "compare": ("pipeline.compare", "one table of several trained models from their reports"),
+    "compare": ("pipeline.report.compare", "one table of several trained models from their reports"),
     "serve": ("pipeline.serve", "serve the gate over HTTP: /v1/classify, /v1/moderations, /healthz"),
 }
 
 
 # Preset table -> the config dataclass that reads it.
 SECTIONS: dict[str, str] = {
-    "generate": "pipeline.generate:GenerateConfig",
-    "clean": "pipeline.clean:CleanConfig",
-    "dedup": "pipeline.dedup:DedupConfig",
-    "split": "pipeline.split:SplitConfig",
-    "train": "pipeline.train:TrainConfig",
-    "evaluate": "pipeline.evaluate:EvaluateConfig",
-    "stage": "pipeline.stage:StageConfig",
-    "publish": "pipeline.publish:PublishConfig",
+    "generate": "pipeline.llm.generate:GenerateConfig",
+    "clean": "pipeline.data.clean:CleanConfig",
+    "dedup": "pipeline.data.dedup:DedupConfig",
+    "split": "pipeline.data.split:SplitConfig",
+    "train": "pipeline.model.train:TrainConfig",
+    "evaluate": "pipeline.model.evaluate:EvaluateConfig",
+    "stage": "pipeline.hub.stage:StageConfig",
+    "publish": "pipeline.hub.publish:PublishConfig",
 }
 # Stage -> the preset tables it reads (`label` reads its settings from `[generate]`).
 STAGE_SECTIONS: dict[str, tuple[str, ...]] = {

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.config import DEFAULT_BACKBONE, SEED_DIR
-from pipeline.data_io import write_json
-from pipeline.dedup import ann_pairs, exact_pairs, faiss_available
-from pipeline.host import host_meta
+from pipeline.core.config import DEFAULT_BACKBONE, SEED_DIR
+from pipeline.core.host import host_meta
+from pipeline.core.io import write_json
+from pipeline.data.dedup import ann_pairs, exact_pairs, faiss_available
 
 log = logging.getLogger(__name__)
 
@@ -144,11 +144,11 @@ class BenchResult:
 
 
 def environment(device: str, model: str = DEFAULT_BACKBONE) -> dict:
-    """The host (`pipeline.host.host_meta`), the devices and thread pools, and the embedding
+    """The host (`pipeline.core.host.host_meta`), the devices and thread pools, and the embedding
     model's data hash when it is a staged LM-Action folder (None otherwise)."""
     import torch
 
-    from pipeline.stage import model_data_hash
+    from pipeline.hub.stage import model_data_hash
 
     env = {
         **host_meta(),
@@ -183,7 +183,7 @@ def reference_encode_seconds(texts: list[str], config: BenchConfig, device: str)
     """Plain `SentenceTransformer.encode` (float16 on GPU, batch 1024) on `texts`, seconds."""
     from sentence_transformers import SentenceTransformer
 
-    from pipeline.config import resolve_model
+    from pipeline.core.config import resolve_model
 
     model = SentenceTransformer(resolve_model(config.model), device=device)
     if device.startswith("cuda"):
@@ -195,7 +195,7 @@ def reference_encode_seconds(texts: list[str], config: BenchConfig, device: str)
 
 def run_bench(config: BenchConfig, seed_texts: list[str], out: Path | None = None) -> BenchResult:
     """Embed and search every size in `config.sizes`; results are written to `out` after each."""
-    from pipeline.embeddings import TextEmbedder, auto_device
+    from pipeline.data.embeddings import TextEmbedder, auto_device
 
     device = auto_device() if config.device == "auto" else config.device
     result = BenchResult(environment(device, config.model), dict(config.__dict__))
@@ -268,7 +268,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from pipeline.schema import corpus_files, load_corpus
+    from pipeline.core.schema import corpus_files, load_corpus
 
     config = BenchConfig(
         sizes=[int(s) for s in str(args.sizes).split(",") if s],

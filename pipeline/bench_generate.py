@@ -1,6 +1,6 @@
 """`bench-generate`: generation throughput against a local OpenAI-compatible server.
 
-Measures, at each concurrency: requests per second through `pipeline.llm.ChatClient` alone, and
+Measures, at each concurrency: requests per second through `pipeline.llm.client.ChatClient` alone, and
 jobs per second through the whole worker (claim, prompt, call, check, store) on a job database;
 then the job database's own cost per job (claim + finish with its rows) without any LLM call.
 By default it starts the tests' server (tests/llm_server.py) on loopback with 200 ms latency.
@@ -23,11 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from pipeline.config import REPO_ROOT, BuildLayout, stage_config
-from pipeline.data_io import write_json
-from pipeline.generate import GenerateConfig, quiet_http_logs, run_generation
-from pipeline.host import host_meta
-from pipeline.jobs import (
+from pipeline.core.config import REPO_ROOT, BuildLayout, stage_config
+from pipeline.core.host import host_meta
+from pipeline.core.io import write_json
+from pipeline.core.schema import ATTRIBUTE_NAMES
+from pipeline.llm.client import ChatClient, Endpoint, ProviderConfig
+from pipeline.llm.generate import GenerateConfig, quiet_http_logs, run_generation
+from pipeline.llm.jobs import (
     GENERATE,
     OK,
     GeneratedRow,
@@ -36,8 +38,6 @@ from pipeline.jobs import (
     database_url,
     worker_id,
 )
-from pipeline.llm import ChatClient, Endpoint, ProviderConfig
-from pipeline.schema import ATTRIBUTE_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ async def bench_client(
     base_url: str, model: str, concurrency: int, requests: int, rows: int
 ) -> ClientResult:
     """`requests` chat completions with `concurrency` in flight through one client."""
-    from pipeline.generate import generation_messages, labeling_guide
+    from pipeline.llm.generate import generation_messages, labeling_guide
 
     client = ChatClient(_endpoint(base_url, model, concurrency))
     messages = generation_messages(_spec(rows), labeling_guide())

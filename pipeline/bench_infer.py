@@ -22,14 +22,14 @@ from typing import Protocol, Sequence
 import numpy as np
 import pandas as pd
 
-from pipeline.config import BuildLayout
-from pipeline.decision import Thresholds, decisions_from_probabilities
-from pipeline.host import host_meta
-from pipeline.inference import ONNX_DIR, ONNX_FP32, ONNX_INT8, Predictor, PredictorConfig
-from pipeline.metrics import gold_classes, macro_f1, predicted_classes
-from pipeline.onnx_export import VARIANTS as VARIANT_NOTES
-from pipeline.schema import ATTRIBUTE_NAMES, ATTRIBUTES_BY_NAME, TEXT
-from pipeline.stage import model_data_hash
+from pipeline.core.config import BuildLayout
+from pipeline.core.decision import Thresholds, decisions_from_probabilities
+from pipeline.core.host import host_meta
+from pipeline.core.schema import ATTRIBUTE_NAMES, ATTRIBUTES_BY_NAME, TEXT
+from pipeline.hub.stage import model_data_hash
+from pipeline.model.inference import ONNX_DIR, ONNX_FP32, ONNX_INT8, Predictor, PredictorConfig
+from pipeline.model.metrics import gold_classes, macro_f1, predicted_classes
+from pipeline.model.onnx_export import VARIANTS as VARIANT_NOTES
 
 log = logging.getLogger(__name__)
 
@@ -305,7 +305,7 @@ def format_markdown(results: list[BackendResult], meta: dict) -> str:
 
 
 def plot(results: list[BackendResult], path: Path) -> None:
-    from pipeline.plots import pyplot
+    from pipeline.report.plots import pyplot
 
     plt = pyplot()
     names = [r.name for r in results]
@@ -355,7 +355,7 @@ def main(args: argparse.Namespace) -> int:
     test = pd.read_parquet(test_path)
     variants = None
     if args.variants:
-        from pipeline.onnx_export import export_variants
+        from pipeline.model.onnx_export import export_variants
 
         validation_path = test_path.with_name("validation.parquet")
         if not validation_path.is_file():

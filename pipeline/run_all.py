@@ -58,8 +58,8 @@ def main(args: argparse.Namespace) -> int:
 
 def write_timings(path: Path, timings: dict[str, float], args: argparse.Namespace) -> None:
     """The wall time of every stage of one `all` run, with the preset, overrides and host."""
-    from pipeline.data_io import write_json
-    from pipeline.host import host_meta
+    from pipeline.core.host import host_meta
+    from pipeline.core.io import write_json
 
     write_json(
         path,

@@ -1,5 +1,5 @@
 """The gate's HTTP API: `POST /v1/classify`, an OpenAI-compatible `POST /v1/moderations` and
-`GET /healthz`, around one loaded `pipeline.inference.Predictor`.
+`GET /healthz`, around one loaded `pipeline.model.inference.Predictor`.
 
 `create_api(predictor)` builds the FastAPI app (the Space serves the same app on its own port);
 `python -m pipeline serve --model-dir DIR --host 127.0.0.1 --port 8000` loads the model once and
@@ -33,10 +33,10 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictStr, c
 from pydantic_core import PydanticCustomError
 
 from pipeline import __version__
-from pipeline.config import BuildLayout
-from pipeline.decision import Decision, GateResult, gate
-from pipeline.inference import BACKENDS, ModelLoadError, Predictor, PredictorConfig
-from pipeline.schema import ATTRIBUTES, MODEL_OUTPUTS, NO
+from pipeline.core.config import BuildLayout
+from pipeline.core.decision import Decision, GateResult, gate
+from pipeline.core.schema import ATTRIBUTES, MODEL_OUTPUTS, NO
+from pipeline.model.inference import BACKENDS, ModelLoadError, Predictor, PredictorConfig
 
 log = logging.getLogger(__name__)
 

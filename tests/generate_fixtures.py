@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.schema import CORPUS_COLUMNS
+from pipeline.core.schema import CORPUS_COLUMNS
 from tests.llm_server import LLMServer
 
 KEY_ENV = "LM_ACTION_TEST_KEY"

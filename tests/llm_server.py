@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
-from pipeline.schema import ATTRIBUTE_NAMES
+from pipeline.core.schema import ATTRIBUTE_NAMES
 
 ATTRIBUTE_FLIP = {"yes": "no", "no": "yes", "low": "high", "medium": "low", "high": "low"}
 EN_VERBS = (

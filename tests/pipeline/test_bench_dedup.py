@@ -7,8 +7,8 @@ import importlib.metadata
 import os
 
 from pipeline import bench_dedup
-from pipeline.config import DEFAULT_BACKBONE
-from pipeline.host import LIBRARIES, cpu_model
+from pipeline.core.config import DEFAULT_BACKBONE
+from pipeline.core.host import LIBRARIES, cpu_model
 from tests.pinned import needs_affinity, one_core
 
 

@@ -9,7 +9,7 @@ import os
 
 from pipeline.__main__ import main as cli
 from pipeline.bench_generate import REPORT_NAME
-from pipeline.host import LIBRARIES, cpu_model
+from pipeline.core.host import LIBRARIES, cpu_model
 from tests.pinned import needs_affinity, one_core
 
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from pipeline import bench_infer
-from pipeline.host import LIBRARIES, cpu_model
-from pipeline.onnx_export import export_onnx
+from pipeline.core.host import LIBRARIES, cpu_model
+from pipeline.model.onnx_export import export_onnx
 from tests.hub_build import staged_build  # noqa: F401 (fixture)
 from tests.pinned import needs_affinity, one_core
 

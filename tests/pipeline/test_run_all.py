@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from pipeline.config import REPO_ROOT
-from pipeline.schema import MODEL_OUTPUTS
+from pipeline.core.config import REPO_ROOT
+from pipeline.core.schema import MODEL_OUTPUTS
 
 FIXTURE = REPO_ROOT / "tests" / "fixtures" / "hub_commands.csv"
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import REPO_ROOT
-from pipeline.decision import DECISIONS
-from pipeline.schema import ID2LABEL, LABEL2ID
+from pipeline.core.config import REPO_ROOT
+from pipeline.core.decision import DECISIONS
+from pipeline.core.schema import ID2LABEL, LABEL2ID
 from tests.hub_server import HubServer
 from tests.train_data import tiny_bert_config
 
