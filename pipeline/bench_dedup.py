@@ -148,7 +148,7 @@ def environment(device: str, model: str = DEFAULT_BACKBONE) -> dict:
     model's data hash when it is a staged LM-Action folder (None otherwise)."""
     import torch
 
-    from pipeline.hub.stage import model_data_hash
+    from pipeline.hub.manifest import model_data_hash
 
     env = {
         **host_meta(),

@@ -26,7 +26,7 @@ from pipeline.core.config import BuildLayout
 from pipeline.core.decision import Thresholds, decisions_from_probabilities
 from pipeline.core.host import host_meta
 from pipeline.core.schema import ATTRIBUTE_NAMES, ATTRIBUTES_BY_NAME, TEXT
-from pipeline.hub.stage import model_data_hash
+from pipeline.hub.manifest import model_data_hash
 from pipeline.model.inference import ONNX_DIR, ONNX_FP32, ONNX_INT8, Predictor, PredictorConfig
 from pipeline.model.metrics import gold_classes, macro_f1, predicted_classes
 from pipeline.model.onnx_export import VARIANTS as VARIANT_NOTES

@@ -27,7 +27,7 @@ from pipeline import __version__
 from pipeline.core.config import BuildLayout, setting, stage_config
 from pipeline.core.io import StageInputError, read_json
 from pipeline.hub.cards import HubRepos, Release
-from pipeline.hub.stage import MANIFEST, data_hash, folder_hashes, human_size
+from pipeline.hub.manifest import MANIFEST, data_hash, folder_hashes, human_size
 
 log = logging.getLogger(__name__)
 

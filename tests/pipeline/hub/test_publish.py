@@ -22,8 +22,8 @@ from pipeline.core.config import REPO_ROOT, BuildLayout
 from pipeline.core.io import write_json
 from pipeline.core.schema import ATTRIBUTES, MODEL_OUTPUTS
 from pipeline.hub.cards import HubRepos, Release
+from pipeline.hub.manifest import MANIFEST, StagedFolder, StageResult, data_hash, folder_hashes, staged_files
 from pipeline.hub.publish import PublishConfig, PublishError, plan_publish
-from pipeline.hub.stage import MANIFEST, StagedFolder, StageResult, data_hash, folder_hashes, staged_files
 from tests.hub_build import staged_build  # noqa: F401 (fixture)
 from tests.hub_server import HubServer
 

@@ -18,19 +18,8 @@ from pipeline.core.decision import CONFIG_KEY
 from pipeline.core.io import StageInputError
 from pipeline.core.schema import ATTRIBUTES, ID2LABEL, MODEL_OUTPUTS
 from pipeline.hub.cards import HubRepos, Release
-from pipeline.hub.stage import (
-    CARD,
-    MANIFEST,
-    StageConfig,
-    data_hash,
-    folder_hashes,
-    model_data_hash,
-    module_closure,
-    read_dataset_files,
-    stage_dataset,
-    stage_model,
-    staged_files,
-)
+from pipeline.hub.manifest import CARD, MANIFEST, data_hash, folder_hashes, model_data_hash, staged_files
+from pipeline.hub.stage import StageConfig, module_closure, read_dataset_files, stage_dataset, stage_model
 from pipeline.model.inference import ONNX_DIR, ONNX_FP32, ONNX_INT8
 from pipeline.report.eval_report import MODEL_KEY
 from tests.hub_build import staged_build  # noqa: F401 (fixture)
