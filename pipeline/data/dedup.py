@@ -50,7 +50,7 @@ class DedupConfig:
     """The `[dedup]` table of a preset.
 
     The thresholds are chosen with the what-if table of the data report (`data.md`), which scores
-    each pair of them; `bench-dedup` times the exact and the ANN search per size, to find the
+    each pair of them; `python -m benchmarks.bench_dedup` times the exact and the ANN search per size, to find the
     crossover for `ann_min_rows` on the machine at hand (exact search is quadratic in the rows).
     """
 
@@ -333,7 +333,7 @@ class SpaceSet:
 
 def choose_search(n: int, config: DedupConfig, device: str = "cpu") -> str:
     """`exact` or `ann` for `n` vectors under `config.search` (ANN needs faiss). On a GPU the
-    exact search stays faster than the CPU index up to `ann_min_rows_gpu` (see `bench-dedup`)."""
+    exact search stays faster than the CPU index up to `ann_min_rows_gpu` (see `python -m benchmarks.bench_dedup`)."""
     wanted = config.search
     if wanted == "auto":
         crossover = config.ann_min_rows_gpu if device.startswith("cuda") else config.ann_min_rows

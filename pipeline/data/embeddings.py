@@ -3,7 +3,7 @@
 `TextEmbedder.encode` tokenizes with the model's Rust tokenizer (in worker processes for large
 inputs), sorts by token length (little padding), runs the model's own modules (transformer, pooling, normalize)
 batch by batch and returns L2-normalized float32 vectors in input order. Tokenizing the next
-chunk overlaps the model's work on the current one. `python -m pipeline bench-dedup
+chunk overlaps the model's work on the current one. `python -m benchmarks.bench_dedup
 --reference-rows N` times this against plain `SentenceTransformer.encode` on the machine at hand.
 
 `EmbeddingCache` stores vectors under `<cache>/embeddings/<model key>/` keyed by a hash of the

@@ -40,7 +40,7 @@ class PredictorConfig:
     """How to run the model."""
 
     backend: str = "auto"  # auto: onnx int8 on CPU when the files exist, else torch
-    batch_size: int = 16  # on 2 CPU cores 16 beat 8, 32 and 64 in bench-infer
+    batch_size: int = 16  # on 2 CPU cores 16 beat 8, 32 and 64 in benchmarks.bench_infer
     max_length: int = 128
     device: str | None = None  # torch only: cuda when available, else cpu
     onnx_file: str | None = None  # default: model_quantized.onnx, else model.onnx
@@ -151,7 +151,7 @@ class Predictor:
     def _init_onnx(self, path: Path) -> None:
         verify = self.config.verify_margin > 0 and path.name != ONNX_FP32
         # With verify, two sessions take turns on the same cores: threads that spin on after a
-        # run would slow the other session's run (p95 2-3x in bench-infer), so they stop at its end.
+        # run would slow the other session's run (p95 2-3x in benchmarks.bench_infer), so they stop at its end.
         self._session = _ort_session(path, self.config.num_threads, stop_spinning=verify)
         self._onnx_inputs = {i.name for i in self._session.get_inputs()}
         self._onnx_path = path

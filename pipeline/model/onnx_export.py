@@ -4,7 +4,7 @@ layout Transformers.js and `optimum` read.
 
 Dynamic int8 quantization: weights int8 per output channel, activations quantized per batch at
 run time, in the dense layers and the fused attention blocks; the word embeddings stay fp32.
-`python -m pipeline bench-infer --variants` times the alternatives on the machine at hand; on the
+`python -m benchmarks.bench_infer --variants` times the alternatives on the machine at hand; on the
 published model and 2 AVX2 cores the default was the fastest, and of the others (all measured in
 results/gpu-full/bench_infer.md):
 
@@ -204,7 +204,7 @@ def _quantize(
     )
 
 
-# Alternatives to the default int8 file, for `bench-infer --variants`: which one wins depends on
+# Alternatives to the default int8 file, for `python -m benchmarks.bench_infer --variants`: which one wins depends on
 # the CPU (AVX2, AVX-512 VNNI, AMX) and the ONNX Runtime version.
 VARIANTS: dict[str, str] = {
     "int8-dense": "dynamic int8, dense layers only; attention blocks fp32",

@@ -7,7 +7,8 @@ import dataclasses
 
 import pytest
 
-from pipeline.__main__ import SECTIONS, STAGE_SECTIONS, help_value, main, parse_args, section_class
+from pipeline.__main__ import STAGE_SECTIONS, main, parse_args
+from pipeline.cli.options import SECTIONS, help_value, section_class
 from pipeline.core.config import field_help, load_preset, stage_config
 from pipeline.data.clean import CleanConfig
 

@@ -121,3 +121,18 @@ def test_core_imports_nothing_from_the_other_subpackages():
         if target != "pipeline" and not target.startswith("pipeline.core")
     }
     assert not outside, f"pipeline.core imports other subpackages: {sorted(outside)}"
+
+
+def test_the_product_imports_neither_tests_nor_benchmarks_nor_the_test_servers():
+    """At any depth, lazy imports included: `pipeline.testing` serves tests and benchmarks only."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = module_name(path)
+        if name.startswith("pipeline.testing"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and not node.level:
+                modules = [node.module or ""]
+            found += [(name, m) for m in modules if m.split(".")[0] in ("tests", "benchmarks") or m.startswith("pipeline.testing")]
+    assert not found, f"product modules import test or benchmark code: {found}"

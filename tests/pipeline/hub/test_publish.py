@@ -1,5 +1,5 @@
 """`publish`: one tagged commit per repo with exactly the staged files, against a Hub-compatible
-server on loopback (`tests.hub_server`), and the download paths users take by repo id.
+server on loopback (`pipeline.testing.hub_server`), and the download paths users take by repo id.
 
 `huggingface_hub` reads `HF_ENDPOINT` and `HF_HUB_OFFLINE` when it is imported, and this test
 session runs offline, so publishing and downloading run in subprocesses with their own
@@ -24,8 +24,8 @@ from pipeline.core.schema import ATTRIBUTES, MODEL_OUTPUTS
 from pipeline.hub.cards import HubRepos, Release
 from pipeline.hub.manifest import MANIFEST, StagedFolder, StageResult, data_hash, folder_hashes, staged_files
 from pipeline.hub.publish import PublishConfig, PublishError, plan_publish
+from pipeline.testing.hub_server import HubServer
 from tests.hub_build import staged_build  # noqa: F401 (fixture)
-from tests.hub_server import HubServer
 
 TOKEN = "hf_test_publish_token_4f1c"
 REPOS = PublishConfig().hub_repos()

@@ -15,8 +15,8 @@ from pipeline.llm.batch import BatchFileError, read_batch_output
 from pipeline.llm.client import ProviderConfig
 from pipeline.llm.generate import EXPORT_NAME, PROMPT_VERSION
 from pipeline.llm.jobs import ADJUDICATED, DONE, GENERATE, LABEL, OK, PENDING, RUNNING, JobDB, database_url
+from pipeline.testing.llm_server import LLMServer
 from tests.generate_fixtures import SEED_ROWS, api_key, generate_args, seed_dir  # noqa: F401 (fixtures)
-from tests.llm_server import LLMServer
 
 
 def models_file(path: Path, labelers: bool = False, ar_only: bool = False) -> Path:

@@ -22,8 +22,8 @@ from pipeline.llm.client import (
     resolve_endpoint,
     retry_after_seconds,
 )
+from pipeline.testing.llm_server import LLMServer
 from tests.generate_fixtures import ALLOW
-from tests.llm_server import LLMServer
 
 KEY_ENV = "LM_ACTION_TEST_KEY"
 SECRET = "sk-test-do-not-log-4242"

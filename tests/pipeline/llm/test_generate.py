@@ -29,6 +29,7 @@ from pipeline.llm.generate import (
     row_id,
 )
 from pipeline.llm.jobs import DONE, GENERATE, OK, PENDING, RUNNING, JobDB, database_url
+from pipeline.testing.llm_server import LLMServer
 from tests.generate_fixtures import (  # noqa: F401 (fixtures)
     ALLOW,
     KEY_ENV,
@@ -39,7 +40,6 @@ from tests.generate_fixtures import (  # noqa: F401 (fixtures)
     seed_dir,
     write_models,
 )
-from tests.llm_server import LLMServer
 from tests.postgres import postgres_server, postgres_url  # noqa: F401 (fixtures)
 
 

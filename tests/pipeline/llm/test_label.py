@@ -24,6 +24,7 @@ from pipeline.llm.label import (
     parse_label_answers,
     verdicts,
 )
+from pipeline.testing.llm_server import ATTRIBUTE_FLIP, LLMServer
 from tests.generate_fixtures import (  # noqa: F401 (fixtures)
     ALLOW,
     KEY_ENV,
@@ -32,7 +33,6 @@ from tests.generate_fixtures import (  # noqa: F401 (fixtures)
     seed_dir,
     write_models,
 )
-from tests.llm_server import ATTRIBUTE_FLIP, LLMServer
 
 LABELERS = """
 [[labelers]]

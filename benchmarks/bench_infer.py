@@ -1,4 +1,4 @@
-"""`bench-infer`: single-command latency (p50/p95) and batch throughput of every inference
+"""`python -m benchmarks.bench_infer`: single-command latency (p50/p95) and batch throughput of every inference
 backend in one run, with the ratio to PyTorch fp32, and each backend's macro-F1, label flips and
 decision agreement against PyTorch fp32 on the test split. A benchmark, not a test: numbers
 depend on the machine and its load.
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Protocol, Sequence
 import numpy as np
 import pandas as pd
 
+from pipeline.cli.options import script_main
 from pipeline.core.config import BuildLayout
 from pipeline.core.decision import Thresholds, decisions_from_probabilities
 from pipeline.core.host import host_meta
@@ -394,3 +396,14 @@ def main(args: argparse.Namespace) -> int:
     out.with_suffix(".md").write_text(markdown)
     print(markdown)
     return 0
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """`python -m benchmarks.bench_infer [options]`: the options of `configure_parser` and the
+    stages' `--preset`, `--set`, `--build-dir`, `-v`."""
+    prog, description = "python -m benchmarks.bench_infer", __doc__.splitlines()[0]
+    return script_main(prog, description, configure_parser, main, argv=argv)
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -1,4 +1,4 @@
-"""bench-generate against the tests' loopback LLM server records where it ran: the usable cores
+"""`benchmarks.bench_generate` against the tests' loopback LLM server records where it ran: the usable cores
 of its affinity mask, the CPU model and the library versions."""
 
 from __future__ import annotations
@@ -7,15 +7,14 @@ import importlib.metadata
 import json
 import os
 
-from pipeline.__main__ import main as cli
-from pipeline.bench_generate import REPORT_NAME
+from benchmarks.bench_generate import LOCAL_SERVER, REPORT_NAME, cli
 from pipeline.core.host import LIBRARIES, cpu_model
 from tests.pinned import needs_affinity, one_core
 
 
 @needs_affinity
 def test_the_report_records_the_usable_cores_cpu_model_and_library_versions(tmp_path):
-    argv = ["bench-generate", "--build-dir", str(tmp_path), "--latency-ms", "0", "--concurrency", "1"]
+    argv = ["--build-dir", str(tmp_path), "--latency-ms", "0", "--concurrency", "1"]
     with one_core():
         assert cli([*argv, "--requests", "2", "--rows", "2", "--db-jobs", "3"]) == 0
     report = json.loads((tmp_path / "reports" / REPORT_NAME).read_text(encoding="utf-8"))
@@ -24,3 +23,4 @@ def test_the_report_records_the_usable_cores_cpu_model_and_library_versions(tmp_
     assert host["cpu_model"] == cpu_model()
     assert host["libraries"] == {name: importlib.metadata.version(name) for name in LIBRARIES}
     assert report["client"][0]["concurrency"] == 1
+    assert report["server"] == LOCAL_SERVER

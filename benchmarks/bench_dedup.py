@@ -1,4 +1,4 @@
-"""`bench-dedup`: seconds to embed N synthetic commands and to find all near-duplicate pairs.
+"""`python -m benchmarks.bench_dedup`: seconds to embed N synthetic commands and to find all near-duplicate pairs.
 
 Synthetic commands recombine parts of the English seed commands (a main clause of one command
 with a follow-up clause of another, polite openers and closers, other names and numbers), and
@@ -9,7 +9,7 @@ against the exact pairs is reported where both ran. Past `--skip-embed-above` ro
 not embedded but derived from embedded ones (each a real command's vector plus a small random
 perturbation, renormalized) so the search still sees the real embeddings' distribution.
 
-    python -m pipeline bench-dedup --sizes 10000,100000,1000000 --device cuda --out bench_dedup.json
+    python -m benchmarks.bench_dedup --sizes 10000,100000,1000000 --device cuda --out bench_dedup.json
 """
 
 from __future__ import annotations
@@ -18,12 +18,14 @@ import argparse
 import json
 import logging
 import re
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from pipeline.cli.options import script_main
 from pipeline.core.config import DEFAULT_BACKBONE, SEED_DIR
 from pipeline.core.host import host_meta
 from pipeline.core.io import write_json
@@ -295,3 +297,14 @@ def main(args: argparse.Namespace) -> int:
         print(json.dumps(run))
     print(f"wrote {out}")
     return 0
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """`python -m benchmarks.bench_dedup [options]`: the options of `configure_parser` and the
+    stages' `--preset`, `--set`, `--build-dir`, `-v`."""
+    prog, description = "python -m benchmarks.bench_dedup", __doc__.splitlines()[0]
+    return script_main(prog, description, configure_parser, main, argv=argv)
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -1,4 +1,4 @@
-"""bench-dedup records where it ran: the usable cores of its affinity mask, the CPU model and the
+"""`benchmarks.bench_dedup` records where it ran: the usable cores of its affinity mask, the CPU model and the
 library versions."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 
-from pipeline import bench_dedup
+from benchmarks import bench_dedup
 from pipeline.core.config import DEFAULT_BACKBONE
 from pipeline.core.host import LIBRARIES, cpu_model
 from tests.pinned import needs_affinity, one_core

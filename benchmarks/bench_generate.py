@@ -1,9 +1,9 @@
-"""`bench-generate`: generation throughput against a local OpenAI-compatible server.
+"""`python -m benchmarks.bench_generate`: generation throughput against a local OpenAI-compatible server.
 
 Measures, at each concurrency: requests per second through `pipeline.llm.client.ChatClient` alone, and
 jobs per second through the whole worker (claim, prompt, call, check, store) on a job database;
 then the job database's own cost per job (claim + finish with its rows) without any LLM call.
-By default it starts the tests' server (tests/llm_server.py) on loopback with 200 ms latency.
+By default it starts the loopback test server (`pipeline.testing.llm_server`) with 200 ms latency.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from pipeline.cli.options import script_main
 from pipeline.core.config import REPO_ROOT, BuildLayout, stage_config
 from pipeline.core.host import host_meta
 from pipeline.core.io import write_json
@@ -42,18 +43,16 @@ from pipeline.llm.jobs import (
 log = logging.getLogger(__name__)
 
 REPORT_NAME = "bench_generate.json"
+LOCAL_SERVER = "pipeline.testing.llm_server"  # run with `python -m`
 ALLOW_LABELS = {name: "yes" for name in ATTRIBUTE_NAMES} | {"risk": "low"}
 
 
 @contextlib.contextmanager
 def local_test_server(latency_ms: float) -> Iterator[str]:
-    """Run tests/llm_server.py in its own process (so it does not share our GIL); its URL."""
-    path = REPO_ROOT / "tests" / "llm_server.py"
-    if not path.is_file():
-        raise SystemExit(f"bench-generate: {path} not found; pass --base-url of a running server")
+    """Run the loopback test server in its own process (so it does not share our GIL); its URL."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     process = subprocess.Popen(
-        [sys.executable, str(path), "--latency-ms", str(latency_ms)],
+        [sys.executable, "-m", LOCAL_SERVER, "--latency-ms", str(latency_ms)],
         stdout=subprocess.PIPE,
         text=True,
         env=env,
@@ -262,7 +261,7 @@ def main(args: argparse.Namespace) -> int:
             db_result = bench_job_db(db_url, args.db_jobs, args.rows)
     report = {
         "host": host_meta(),
-        "server": "tests/llm_server.py" if local else base_url,
+        "server": LOCAL_SERVER if local else base_url,
         "latency_ms": args.latency_ms if local else None,
         "rows_per_request": args.rows,
         "client": [c.__dict__ for c in clients],
@@ -286,3 +285,14 @@ def main(args: argparse.Namespace) -> int:
     )
     print(f"wrote {layout.reports / REPORT_NAME}")
     return 0
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """`python -m benchmarks.bench_generate [options]`: the options of `configure_parser` and the
+    stages' `--preset`, `--set`, `--build-dir`, `-v`."""
+    prog, description = "python -m benchmarks.bench_generate", __doc__.splitlines()[0]
+    return script_main(prog, description, configure_parser, main, sections=("generate",), argv=argv)
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -1,4 +1,4 @@
-"""bench-infer on a small real sample: every backend measured, the ratios anchored on torch
+"""`benchmarks.bench_infer` on a small real sample: every backend measured, the ratios anchored on torch
 fp32, fp32 ONNX agreeing with it exactly, and the report written as JSON, Markdown and a plot."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import shutil
 import numpy as np
 import pytest
 
-from pipeline import bench_infer
+from benchmarks import bench_infer
 from pipeline.core.host import LIBRARIES, cpu_model
 from pipeline.model.onnx_export import export_onnx
 from tests.hub_build import staged_build  # noqa: F401 (fixture)
@@ -101,7 +101,7 @@ def test_the_report_records_the_usable_cores_cpu_model_and_library_versions(mode
     test_path = tmp_path / "test.parquet"
     test_frame.to_parquet(test_path)
     args = cli_args(tmp_path, model_dir, test_path)
-    with one_core():  # as `taskset -c 0 python -m pipeline bench-infer`
+    with one_core():  # as `taskset -c 0 python -m benchmarks.bench_infer`
         assert bench_infer.main(args) == 0
     meta = json.loads(args.out.read_text())["meta"]
     assert (meta["usable_cores"], meta["logical_cores"]) == (1, os.cpu_count())

@@ -1,0 +1,1 @@
+"""The command line: what `python -m pipeline <stage>` shares across stages (`options`)."""
