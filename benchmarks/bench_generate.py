@@ -23,13 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from pipeline.cli.generate import quiet_http_logs
 from pipeline.cli.options import script_main
 from pipeline.core.config import REPO_ROOT, BuildLayout, stage_config
 from pipeline.core.host import host_meta
 from pipeline.core.io import write_json
 from pipeline.core.schema import ATTRIBUTE_NAMES
 from pipeline.llm.client import ChatClient, Endpoint, ProviderConfig
-from pipeline.llm.generate import GenerateConfig, quiet_http_logs, run_generation
+from pipeline.llm.generate import GenerateConfig, run_generation
 from pipeline.llm.jobs import (
     GENERATE,
     OK,

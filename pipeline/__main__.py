@@ -1,7 +1,8 @@
 """The command line: `python -m pipeline <stage> [--preset NAME] [--set section.field=value]`.
 
-Each stage lives in its own module with a pure core and two CLI hooks:
-`configure_parser(parser)` adds the stage's own arguments and `main(args) -> int` runs it.
+Each stage has a pure core in its subpackage (`pipeline.data.clean.clean`) and a module under
+`pipeline.cli` with two hooks: `configure_parser(parser)` adds the stage's own arguments and
+`main(args) -> int` parses them, reads the files, calls the core and writes its outputs.
 Every field of the preset tables a stage reads is also an option, `--section.field VALUE`, listed
 by the stage's `--help` with its default and help text.
 """
@@ -17,19 +18,19 @@ from pipeline.cli.options import SECTIONS, add_run_options, add_section_options,
 
 # name -> (module, one-line help). Modules are imported only when their stage runs.
 STAGES: dict[str, tuple[str, str]] = {
-    "corpus-stats": ("pipeline.data.corpus_stats", "validate the corpus and print its label statistics"),
-    "generate": ("pipeline.llm.generate", "generate labeled commands with LLMs (balanced, resumable)"),
-    "label": ("pipeline.llm.label", "re-label generated commands with other LLMs and keep agreements"),
-    "clean": ("pipeline.data.clean", "normalize, validate and remove exact duplicates"),
-    "dedup": ("pipeline.data.dedup", "remove near-duplicates found with sentence embeddings"),
-    "split": ("pipeline.data.split", "leakage-free train/validation/test splits and the data report"),
-    "train": ("pipeline.model.train", "fine-tune the seven-output BERT classifier"),
-    "evaluate": ("pipeline.model.evaluate", "tune thresholds, compare with baselines, write eval report"),
-    "stage": ("pipeline.hub.stage", "write Hub-ready dataset, model and Space folders with cards"),
-    "publish": ("pipeline.hub.publish", "upload the staged folders to the Hugging Face Hub"),
-    "all": ("pipeline.run_all", "clean, dedup, split, train, evaluate and stage in one go"),
-    "compare": ("pipeline.report.compare", "one table of several trained models from their reports"),
-    "serve": ("pipeline.serve", "serve the gate over HTTP: /v1/classify, /v1/moderations, /healthz"),
+    "corpus-stats": ("pipeline.cli.corpus_stats", "validate the corpus and print its label statistics"),
+    "generate": ("pipeline.cli.generate", "generate labeled commands with LLMs (balanced, resumable)"),
+    "label": ("pipeline.cli.label", "re-label generated commands with other LLMs and keep agreements"),
+    "clean": ("pipeline.cli.clean", "normalize, validate and remove exact duplicates"),
+    "dedup": ("pipeline.cli.dedup", "remove near-duplicates found with sentence embeddings"),
+    "split": ("pipeline.cli.split", "leakage-free train/validation/test splits and the data report"),
+    "train": ("pipeline.cli.train", "fine-tune the seven-output BERT classifier"),
+    "evaluate": ("pipeline.cli.evaluate", "tune thresholds, compare with baselines, write eval report"),
+    "stage": ("pipeline.cli.stage", "write Hub-ready dataset, model and Space folders with cards"),
+    "publish": ("pipeline.cli.publish", "upload the staged folders to the Hugging Face Hub"),
+    "all": ("pipeline.cli.run_all", "clean, dedup, split, train, evaluate and stage in one go"),
+    "compare": ("pipeline.cli.compare", "one table of several trained models from their reports"),
+    "serve": ("pipeline.cli.serve", "serve the gate over HTTP: /v1/classify, /v1/moderations, /healthz"),
 }
 
 # Stage -> the preset tables it reads (`label` reads its settings from `[generate]`).

@@ -15,7 +15,6 @@ resolving a labeling conflict is a reviewer's decision, not this stage's.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import re
@@ -27,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.core.config import BuildLayout, bundled_corpus_files, setting, stage_config, to_dict
+from pipeline.core.config import BuildLayout, bundled_corpus_files, setting, to_dict
 from pipeline.core.io import (
     ID_SEPARATOR,
     LABELER_AGREED,
@@ -293,22 +292,3 @@ def write_outputs(result: CleanResult, layout: BuildLayout, config: CleanConfig)
     summary = {**result.summary(), "config": to_dict(config)}
     write_json(layout.reports / "clean.json", summary)
     return summary
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-
-
-def main(args: argparse.Namespace) -> int:
-    config = stage_config(CleanConfig, "clean", args.preset, args.overrides)
-    layout = BuildLayout(args.build_dir)
-    result = clean(read_inputs(config, layout), config)
-    summary = write_outputs(result, layout, config)
-    if getattr(args, "json", False):
-        print(json.dumps(summary, indent=2, ensure_ascii=False))
-    else:
-        removed = ", ".join(f"{k} {v}" for k, v in summary["removed"].items())
-        print(f"clean: {summary['input_rows']} -> {summary['output_rows']} rows (removed: {removed})")
-        print(f"exact duplicates with conflicting labels: {summary['exact_duplicate_conflict_groups']} group(s)")
-        print(f"wrote {layout.cleaned} and {layout.reports / 'clean.json'}")
-    return 0

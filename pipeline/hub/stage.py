@@ -18,7 +18,6 @@ swapped in only when complete, so a failed run leaves the previous staging intac
 
 from __future__ import annotations
 
-import argparse
 import ast
 import importlib.metadata
 import logging
@@ -32,13 +31,12 @@ from typing import Iterable
 import pandas as pd
 
 from pipeline import __version__
-from pipeline.core.config import REPO_ROOT, BuildLayout, ConfigError, setting, stage_config
+from pipeline.core.config import REPO_ROOT, BuildLayout, ConfigError, setting
 from pipeline.core.decision import CONFIG_KEY, Thresholds
 from pipeline.core.io import StageInputError, read_json, write_json
 from pipeline.core.schema import ATTRIBUTES
 from pipeline.data.split import SPLITS
 from pipeline.hub.cards import (
-    CardError,
     DataReports,
     DatasetFacts,
     Figure,
@@ -60,7 +58,6 @@ from pipeline.hub.manifest import (
     StageResult,
     data_hash,
     folder_hashes,
-    human_size,
     staged_files,
 )
 from pipeline.model.onnx_export import TOLERANCES as ONNX_TOLERANCES, OnnxExportConfig, OnnxParityError, export_onnx
@@ -474,29 +471,3 @@ def stage(layout: BuildLayout, config: StageConfig, repos: HubRepos, version: st
     result = StageResult(release, repos, {"dataset": dataset, "model": model, "space": space}, onnx, requirements)
     write_json(layout.reports / MANIFEST, result.manifest())
     return result
-
-
-# ---------------------------------------------------------------------------------------------
-# CLI
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.description = (parser.description or "") + " (repo ids come from the [publish] table)"
-
-
-def main(args: argparse.Namespace) -> int:
-    from pipeline.hub.publish import PublishConfig
-
-    config = stage_config(StageConfig, "stage", args.preset, args.overrides)
-    repos = stage_config(PublishConfig, "publish", args.preset, args.overrides).hub_repos()
-    layout = BuildLayout(args.build_dir)
-    try:
-        result = stage(layout, config, repos)
-    except (StageInputError, CardError, OnnxParityError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    for kind, folder in result.folders.items():
-        print(f"{kind:<8} {folder.path}: {len(folder.files)} files, {human_size(folder.size_bytes)}")
-    print(f"data hash {result.release.data_hash}")
-    print(f"wrote {layout.reports / MANIFEST}; publish with `python -m pipeline publish --dry-run` first")
-    return 0

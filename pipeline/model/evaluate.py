@@ -9,8 +9,6 @@ rule for every model) and are written to `build/model/config.json` (`decision_th
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -19,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.core.config import DEFAULT_BACKBONE, BuildLayout, setting, stage_config, to_dict
+from pipeline.core.config import DEFAULT_BACKBONE, setting, to_dict
 from pipeline.core.decision import Decision, Thresholds, decisions_from_frame, decisions_from_probabilities
 from pipeline.core.schema import ATTRIBUTE_NAMES, BINARY_ATTRIBUTES, LABEL2ID, MODEL_OUTPUTS, RISK, targets_from_frame
 from pipeline.data.augment import ATTACK_KINDS
@@ -330,17 +328,6 @@ def evaluate(
     }
 
 
-# ---------------------------------------------------------------------------------------------
-# CLI
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--splits-dir", type=Path, help="folder with train/validation/test parquet files (default: <build>/data/splits)"
-    )
-    parser.add_argument("--model-dir", type=Path, help="the trained model (default: <build>/model)")
-
-
 def _baseline(kind: str, config: EvaluateConfig):
     from pipeline.model.baselines import EmbeddingLogReg, TfidfLogReg
 
@@ -391,48 +378,3 @@ def predict_all(
             None if challenge is None else baseline.predict_proba(challenge["text"].tolist()),
         )
     return out
-
-
-def write_thresholds(model_dir: Path, thresholds: Thresholds) -> None:
-    """Store tuned thresholds in the model's config.json (weights untouched)."""
-    from transformers import AutoConfig
-
-    from pipeline.model.modeling import set_thresholds
-
-    model_config = AutoConfig.from_pretrained(model_dir)
-    set_thresholds(model_config, thresholds)
-    model_config.save_pretrained(model_dir)
-
-
-def main(args: argparse.Namespace) -> int:
-    from pipeline.model.train import read_splits
-    from pipeline.report.eval_report import write_report
-
-    config = stage_config(EvaluateConfig, "evaluate", args.preset, args.overrides)
-    layout = BuildLayout(args.build_dir)
-    model_dir = args.model_dir or layout.model
-    splits_dir = args.splits_dir or layout.splits
-    splits = read_splits(splits_dir)
-    if (splits_dir / f"{CHALLENGE}.parquet").is_file():
-        splits.update(read_splits(splits_dir, (CHALLENGE,)))
-    started = time.perf_counter()
-    scores = predict_all(model_dir, splits, config)
-    result = evaluate(splits["validation"], splits["test"], scores, config, splits.get(CHALLENGE))
-    result["splits"]["train"] = int(len(splits["train"]))
-    result["model_dir"] = str(model_dir)
-    train_json = layout.reports / "train.json"
-    result["train"] = json.loads(train_json.read_text(encoding="utf-8")) if train_json.is_file() else None
-    result["wall_time_s"] = round(time.perf_counter() - started, 1)
-    if result["calibration"] is not None:
-        from pipeline.model.calibration import fold_into_model
-
-        fold_into_model(model_dir, Calibration.from_dict(result["calibration"]["fitted"]))
-    write_thresholds(model_dir, Thresholds(result["models"][MODEL_KEY]["thresholds"]))
-    paths = write_report(result, layout.reports)
-    ours = result["models"][MODEL_KEY]["test"]
-    met = sum(g["met"] for g in result["goals"])
-    print(
-        f"test mean macro-F1 {ours['mean_macro_f1']:.4f}; goals met {met}/{len(result['goals'])}; "
-        f"thresholds written to {model_dir / 'config.json'}; report {paths['markdown']}"
-    )
-    return 0

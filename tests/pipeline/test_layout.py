@@ -136,3 +136,18 @@ def test_the_product_imports_neither_tests_nor_benchmarks_nor_the_test_servers()
                 modules = [node.module or ""]
             found += [(name, m) for m in modules if m.split(".")[0] in ("tests", "benchmarks") or m.startswith("pipeline.testing")]
     assert not found, f"product modules import test or benchmark code: {found}"
+
+
+def test_only_the_entry_point_imports_the_command_line():
+    """`pipeline.cli` sits on top: no stage, core or report module imports it, lazily or not."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = module_name(path)
+        if name.startswith("pipeline.cli") or name == "pipeline.__main__":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").startswith("pipeline.cli"):
+                found.append((name, node.module))
+            elif isinstance(node, ast.Import):
+                found += [(name, a.name) for a in node.names if a.name.startswith("pipeline.cli")]
+    assert not found, f"modules below the command line import it: {found}"

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from pipeline.cli.clean import main
 from pipeline.core.config import BuildLayout
 from pipeline.core.schema import CORPUS_COLUMNS, CorpusError, load_corpus
 from pipeline.data.clean import (
@@ -17,7 +18,6 @@ from pipeline.data.clean import (
     CleanConfig,
     clean,
     duplicate_key,
-    main,
     normalize_text,
     read_inputs,
 )

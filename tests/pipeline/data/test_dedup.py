@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline.cli.dedup import main
 from pipeline.core.config import BuildLayout
 from pipeline.core.io import write_frame
 from pipeline.core.schema import load_corpus
@@ -23,7 +24,6 @@ from pipeline.data.dedup import (
     dedup,
     merge_near_duplicates,
     exact_pairs,
-    main,
     sparse_pairs,
 )
 from tests.generate_fixtures import ALLOW

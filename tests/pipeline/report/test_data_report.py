@@ -61,9 +61,9 @@ def test_count_tables_add_up(small_corpus: pd.DataFrame) -> None:
 def test_clean_dedup_split_chain_writes_report_and_dataset(tmp_path: Path, small_corpus: pd.DataFrame, backbone_dir) -> None:
     import datasets
 
-    from pipeline.data import clean as clean_stage
-    from pipeline.data import dedup as dedup_stage
-    from pipeline.data import split as split_stage
+    from pipeline.cli import clean as clean_stage
+    from pipeline.cli import dedup as dedup_stage
+    from pipeline.cli import split as split_stage
 
     seed = tmp_path / "seed"
     seed.mkdir()
