@@ -18,7 +18,6 @@ from pipeline.llm.generate import (
     SUMMARY_NAME,
     GenerateConfig,
     GenerationWorker,
-    WorkStats,
     export_generated,
     format_summary,
     generation_messages,
@@ -34,16 +33,13 @@ from pipeline.llm.generate import (
     summarize,
 )
 from pipeline.llm.jobs import GENERATE, JobDB
+from pipeline.llm.runner import WorkStats
 
 log = logging.getLogger(__name__)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--models", type=Path, help="models file (default: generate.models_file)")
-    parser.add_argument(
-        "--db",
-        help="job database URL or SQLite path (default: $LM_ACTION_JOBS_DB or build/jobs.sqlite)",
-    )
+    add_job_arguments(parser)
     parser.add_argument("--no-plan", action="store_true", help="only work on jobs already planned")
     parser.add_argument("--plan-only", action="store_true", help="plan jobs and stop")
     parser.add_argument("--retry-failed", action="store_true", help="give failed jobs new attempts")
@@ -54,6 +50,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="folder of the exported generated.csv (default: <build-dir>/generated; "
         "data/generated keeps the rows with the project)",
+    )
+
+
+def add_job_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--models` and `--db` (generate and label)."""
+    parser.add_argument("--models", type=Path, help="models file (default: generate.models_file)")
+    parser.add_argument(
+        "--db",
+        help="job database URL or SQLite path (default: $LM_ACTION_JOBS_DB or build/jobs.sqlite)",
     )
 
 

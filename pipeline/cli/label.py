@@ -9,7 +9,13 @@ import csv
 import logging
 from pathlib import Path
 
-from pipeline.cli.generate import add_batch_arguments, batch_provider, nothing_configured, quiet_http_logs
+from pipeline.cli.generate import (
+    add_batch_arguments,
+    add_job_arguments,
+    batch_provider,
+    nothing_configured,
+    quiet_http_logs,
+)
 from pipeline.core.config import BuildLayout, ConfigError, stage_config, to_dict
 from pipeline.core.io import write_json
 from pipeline.core.schema import ATTRIBUTES_BY_NAME, ATTRIBUTE_NAMES
@@ -17,7 +23,6 @@ from pipeline.llm.batch import export_batch, import_batch
 from pipeline.llm.client import available_endpoints
 from pipeline.llm.generate import (
     GenerateConfig,
-    WorkStats,
     export_generated,
     job_db_url,
     labeling_guide,
@@ -40,16 +45,13 @@ from pipeline.llm.label import (
     verdicts,
     write_disagreements,
 )
+from pipeline.llm.runner import WorkStats
 
 log = logging.getLogger(__name__)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--models", type=Path, help="models file (default: generate.models_file)")
-    parser.add_argument(
-        "--db",
-        help="job database URL or SQLite path (default: $LM_ACTION_JOBS_DB or build/jobs.sqlite)",
-    )
+    add_job_arguments(parser)
     parser.add_argument(
         "--retry-failed", action="store_true", help="give failed label jobs new attempts"
     )

@@ -10,21 +10,18 @@ export the accepted rows to build/generated/generated.csv in the corpus format.
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import hashlib
 import json
 import logging
 import os
 import re
-import time
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from pipeline.core.config import (
     REPO_ROOT,
@@ -56,37 +53,21 @@ from pipeline.llm.balance import (
     plan_requests,
     requested_cells,
 )
-from pipeline.llm.batch import BATCH_PROMPT_VERSION
-from pipeline.llm.client import (
-    ChatClient,
-    Completion,
-    Endpoint,
-    LLMError,
-    ModelsFile,
-    ProviderConfig,
-    load_models_file,
-)
+from pipeline.llm.client import ChatClient, Endpoint, ModelsFile, ProviderConfig, load_models_file
 from pipeline.llm.jobs import (
     ADJUDICATED,
     AGREED,
     DISAGREED,
-    DONE,
-    ERROR,
-    FAILED,
     GENERATE,
-    OK,
-    PENDING,
-    REJECTED,
-    RUNNING,
     Claim,
+    FinishResult,
     GeneratedRow,
     JobDB,
     Rejection,
-    ResponseRecord,
     UNSAMPLED,
     database_url,
-    worker_id,
 )
+from pipeline.llm.runner import Checked, JobWorker, WorkStats, run_jobs
 
 log = logging.getLogger(__name__)
 
@@ -549,155 +530,8 @@ def plan_generation(
 # Working
 
 
-@dataclass
-class WorkStats:
-    """What one worker did in one run."""
-
-    done: int = 0
-    failed: int = 0
-    retried: int = 0
-    lost: int = 0
-    accepted_rows: int = 0
-
-
-@dataclass
-class ProviderWork:
-    """How a worker serves one provider: the job handler, its slots, and a stop signal."""
-
-    handle: Callable[[Claim], Awaitable[str | None]]
-    concurrency: int
-    stopped: Callable[[], str | None] = lambda: None
-
-
-async def _claim_or_release(
-    db: JobDB, kind: str, provider: str, worker: str, lease_s: float
-) -> Claim | None:
-    """Claim in a thread; if cancelled meanwhile, give back what the thread claimed."""
-    pending = asyncio.ensure_future(asyncio.to_thread(db.claim, kind, [provider], worker, lease_s))
-    try:
-        return await asyncio.shield(pending)
-    except asyncio.CancelledError:
-        claim = await pending
-        if claim is not None:
-            db.release(claim)
-        raise
-
-
-async def work_through(
-    db: JobDB,
-    kind: str,
-    work: Mapping[str, ProviderWork],
-    worker: str,
-    lease_s: float,
-    poll_s: float,
-    progress: tqdm | None = None,
-) -> WorkStats:
-    """Claim and run jobs of `kind` for every provider in `work` until none is open.
-
-    Each provider gets `concurrency` slots; a heartbeat keeps the leases of held jobs. On
-    cancellation (Ctrl-C) held jobs are given back. Jobs held by other live workers are waited
-    for, so a crashed worker's jobs are taken over once their lease runs out.
-    """
-    stats = WorkStats()
-    held: dict[str, Claim] = {}
-
-    async def heartbeat() -> None:
-        while True:
-            await asyncio.sleep(max(0.2, lease_s / 3))
-            if held:
-                await asyncio.to_thread(db.heartbeat, list(held.values()), lease_s)
-
-    async def slot(provider: str, job_work: ProviderWork) -> None:
-        while True:
-            reason = job_work.stopped()
-            if reason:
-                log.warning("%s: stopped: %s", provider, reason)
-                return
-            claim = await _claim_or_release(db, kind, provider, worker, lease_s)
-            if claim is None:
-                counts = await asyncio.to_thread(db.job_counts, kind, [provider])
-                if counts[PENDING] + counts[RUNNING] == 0:
-                    return
-                await asyncio.to_thread(db.requeue_dead_workers, kind)
-                await asyncio.sleep(poll_s)
-                continue
-            held[claim.token] = claim
-            try:
-                state = await job_work.handle(claim)
-            except asyncio.CancelledError:
-                held.pop(claim.token, None)
-                db.release(claim)
-                raise
-            except Exception as exc:  # a bug must not leave the job running forever
-                log.exception("job %d: unexpected error", claim.job_id)
-                state = await asyncio.to_thread(
-                    db.fail_attempt, claim, f"{type(exc).__name__}: {exc}"
-                )
-            finally:
-                held.pop(claim.token, None)
-            if state == DONE:
-                stats.done += 1
-            elif state == FAILED:
-                stats.failed += 1
-            elif state == PENDING:
-                stats.retried += 1
-            else:
-                stats.lost += 1
-            if progress is not None and state in (DONE, FAILED):
-                progress.update(1)
-
-    await asyncio.to_thread(db.requeue_dead_workers, kind)
-    beat = asyncio.create_task(heartbeat())
-    try:
-        await asyncio.gather(*(slot(p, w) for p, w in work.items() for _ in range(w.concurrency)))
-    finally:
-        beat.cancel()
-    return stats
-
-
-def response_record(
-    client: ChatClient,
-    version: str,
-    outcome: str,
-    completion: Completion | None = None,
-    error: LLMError | None = None,
-) -> ResponseRecord:
-    """Provenance of one call: the completion's, or the provider's when the call failed."""
-    provider = client.provider
-    if completion is not None:
-        return ResponseRecord(
-            provider=provider.name,
-            model=completion.model,
-            endpoint=completion.endpoint,
-            prompt_version=version,
-            temperature=completion.temperature,
-            started_at=completion.started_at,
-            finished_at=completion.finished_at,
-            outcome=outcome,
-            prompt_tokens=completion.prompt_tokens,
-            completion_tokens=completion.completion_tokens,
-            retries=completion.retries,
-            raw=completion.raw,
-        )
-    if error is None:
-        raise ValueError("a response record needs a completion or an error")
-    return ResponseRecord(
-        provider=provider.name,
-        model=provider.model,
-        endpoint=client.endpoint.public_url,
-        prompt_version=version,
-        temperature=provider.temperature,
-        started_at=error.started_at or time.time(),
-        finished_at=error.finished_at or time.time(),
-        outcome=ERROR,
-        retries=error.retries,
-        error=str(error),
-        raw=error.raw,
-    )
-
-
-class GenerationWorker:
-    """Runs generation jobs of one provider: prompt, call, check, record."""
+class GenerationWorker(JobWorker):
+    """Runs generation jobs of one provider: prompt, call, check the commands, store the rows."""
 
     def __init__(
         self,
@@ -708,105 +542,24 @@ class GenerationWorker:
         known_texts: set[str],
         stats: WorkStats,
     ):
-        self.db = db
-        self.client = client
+        super().__init__(db, client, config.retry_delay_s, prompt_version(guide), stats)
         self.config = config
         self.guide = guide
-        self.version = prompt_version(guide)
         self.known_texts = known_texts
-        self.stats = stats
 
-    async def handle(self, claim: Claim) -> str | None:
-        spec = claim.spec
-        messages = generation_messages(spec, self.guide, self.client.provider.brief)
-        try:
-            completion = await self.client.complete(
-                messages, extra_headers={"X-LM-Action-Job": str(claim.job_id)}
-            )
-        except LLMError as exc:
-            return await asyncio.to_thread(
-                self.db.fail_attempt,
-                claim,
-                str(exc),
-                response_record(self.client, claim.spec.get(BATCH_PROMPT_VERSION, self.version), ERROR, error=exc),
-                (),
-                self.config.retry_delay_s,
-            )
-        parsed = parse_commands(
-            completion.text, spec, self.client.provider.model, self.config, self.known_texts
-        )
+    async def messages(self, claim: Claim) -> tuple[list[dict[str, str]], None]:
+        return generation_messages(claim.spec, self.guide, self.client.provider.brief), None
+
+    def check(self, claim: Claim, text: str, asked: None) -> Checked:
+        parsed = parse_commands(text, claim.spec, self.client.provider.model, self.config, self.known_texts)
         if not parsed.rows:
             reasons = ", ".join(f"{k} x{v}" for k, v in sorted(parsed.reasons.items())) or "empty"
-            record = response_record(self.client, claim.spec.get(BATCH_PROMPT_VERSION, self.version), REJECTED, completion)
-            return await asyncio.to_thread(
-                self.db.fail_attempt,
-                claim,
-                f"no valid command ({reasons})",
-                record,
-                parsed.rejections,
-                self.config.retry_delay_s,
-            )
-        result = await asyncio.to_thread(
-            self.db.finish,
-            claim,
-            response_record(self.client, claim.spec.get(BATCH_PROMPT_VERSION, self.version), OK, completion),
-            parsed.rows,
-            (),
-            parsed.rejections,
-        )
-        if not result.finished:
-            log.warning("job %d: lost to another worker; its result was not stored", claim.job_id)
-            return None
+            return Checked(parsed.rejections, error=f"no valid command ({reasons})")
+        return Checked(parsed.rejections, rows=parsed.rows)
+
+    def accepted(self, checked: Checked, result: FinishResult) -> None:
         self.stats.accepted_rows += len(result.rows)
-        self.known_texts.update(normalize_text(r.text) for r in parsed.rows)
-        return DONE
-
-
-async def run_jobs(
-    db: JobDB,
-    kind: str,
-    endpoints: Sequence[Endpoint],
-    config: GenerateConfig,
-    make_handler: Callable[[ChatClient, WorkStats], Callable[[Claim], Awaitable[str | None]]],
-    worker: str | None = None,
-    show_progress: bool = True,
-) -> WorkStats:
-    """Work through the open jobs of `kind` for `endpoints`' providers, one client each."""
-    stats = WorkStats()
-    names = [e.provider.name for e in endpoints]
-    counts = db.job_counts(kind, names)
-    clients = {e.provider.name: ChatClient(e) for e in endpoints}
-    work = {
-        name: ProviderWork(
-            make_handler(client, stats),
-            client.provider.concurrency,
-            lambda client=client: client.disabled_reason,
-        )
-        for name, client in clients.items()
-    }
-    open_jobs = counts[PENDING] + counts[RUNNING]
-    progress = tqdm(total=open_jobs, desc=kind, unit="job", disable=not show_progress)
-    try:
-        run = await work_through(
-            db,
-            kind,
-            work,
-            worker or worker_id(),
-            config.lease_seconds,
-            config.poll_seconds,
-            progress,
-        )
-    finally:
-        progress.close()
-        for client in clients.values():
-            await client.aclose()
-    stats.done, stats.failed, stats.retried, stats.lost = (
-        run.done,
-        run.failed,
-        run.retried,
-        run.lost,
-    )
-    return stats
+        self.known_texts.update(normalize_text(r.text) for r in checked.rows)
 
 
 async def run_generation(
@@ -823,7 +576,9 @@ async def run_generation(
     def handler(client: ChatClient, stats: WorkStats) -> Callable[[Claim], Awaitable[str | None]]:
         return GenerationWorker(db, client, config, guide, known_texts, stats).handle
 
-    return await run_jobs(db, GENERATE, endpoints, config, handler, worker, show_progress)
+    return await run_jobs(
+        db, GENERATE, endpoints, config.lease_seconds, config.poll_seconds, handler, worker, show_progress
+    )
 
 
 # ---------------------------------------------------------------------------------------------

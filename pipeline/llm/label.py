@@ -25,32 +25,21 @@ from sklearn.metrics import cohen_kappa_score
 
 from pipeline.core.decision import Decision, decide
 from pipeline.core.schema import ATTRIBUTE_NAMES, ATTRIBUTES_BY_NAME
-from pipeline.llm.batch import BATCH_PROMPT_VERSION
-from pipeline.llm.client import ChatClient, Endpoint, LLMError, ProviderConfig
-from pipeline.llm.generate import (
-    GenerateConfig,
-    WorkStats,
-    labeling_guide,
-    parse_json_object,
-    prompt_version,
-    response_record,
-    run_jobs,
-)
+from pipeline.llm.client import ChatClient, Endpoint, ProviderConfig
+from pipeline.llm.generate import GenerateConfig, labeling_guide, parse_json_object, prompt_version
 from pipeline.llm.jobs import (
     ADJUDICATED,
     AGREED,
     DISAGREED,
-    DONE,
-    ERROR,
     LABEL,
-    OK,
-    REJECTED,
     UNSAMPLED,
     Claim,
+    FinishResult,
     JobDB,
     LabelAnswer,
     Rejection,
 )
+from pipeline.llm.runner import Checked, JobWorker, WorkStats, run_jobs
 
 log = logging.getLogger(__name__)
 
@@ -226,59 +215,29 @@ def claim_commands(db: JobDB, claim: Claim) -> list[dict[str, str]]:
     return [{"id": rid, "text": texts[rid]} for rid in ids if rid in texts]
 
 
-class LabelWorker:
-    """Runs label jobs of one labeler: prompt, call, check, record."""
+class LabelWorker(JobWorker):
+    """Runs label jobs of one labeler: prompt, call, check the answers, store them."""
 
-    def __init__(
-        self, db: JobDB, client: ChatClient, config: GenerateConfig, guide: str, stats: WorkStats
-    ):
-        self.db = db
-        self.client = client
+    lost = "its answers were not stored"
+
+    def __init__(self, db: JobDB, client: ChatClient, config: GenerateConfig, guide: str, stats: WorkStats):
+        super().__init__(db, client, config.retry_delay_s, prompt_version(guide, LABEL_PROMPT_VERSION), stats)
         self.config = config
         self.guide = guide
-        self.version = prompt_version(guide, LABEL_PROMPT_VERSION)
-        self.stats = stats
+        self.labeler_model = client.provider.model
 
-    async def handle(self, claim: Claim) -> str | None:
+    async def messages(self, claim: Claim) -> tuple[list[dict[str, str]], list[str]]:
         commands = await asyncio.to_thread(claim_commands, self.db, claim)
-        try:
-            completion = await self.client.complete(
-                label_messages(commands, self.guide),
-                extra_headers={"X-LM-Action-Job": str(claim.job_id)},
-            )
-        except LLMError as exc:
-            return await asyncio.to_thread(
-                self.db.fail_attempt,
-                claim,
-                str(exc),
-                response_record(self.client, claim.spec.get(BATCH_PROMPT_VERSION, self.version), ERROR, error=exc),
-                (),
-                self.config.retry_delay_s,
-            )
-        parsed = parse_label_answers(completion.text, [c["id"] for c in commands])
+        return label_messages(commands, self.guide), [c["id"] for c in commands]
+
+    def check(self, claim: Claim, text: str, asked: list[str]) -> Checked:
+        parsed = parse_label_answers(text, asked)
         if not parsed.answers:
-            return await asyncio.to_thread(
-                self.db.fail_attempt,
-                claim,
-                "no valid answer",
-                response_record(self.client, claim.spec.get(BATCH_PROMPT_VERSION, self.version), REJECTED, completion),
-                parsed.rejections,
-                self.config.retry_delay_s,
-            )
-        result = await asyncio.to_thread(
-            self.db.finish,
-            claim,
-            response_record(self.client, claim.spec.get(BATCH_PROMPT_VERSION, self.version), OK, completion),
-            (),
-            parsed.answers,
-            parsed.rejections,
-            self.client.provider.model,
-        )
-        if not result.finished:
-            log.warning("job %d: lost to another worker; its answers were not stored", claim.job_id)
-            return None
-        self.stats.accepted_rows += len(parsed.answers)
-        return DONE
+            return Checked(parsed.rejections, error="no valid answer")
+        return Checked(parsed.rejections, answers=parsed.answers)
+
+    def accepted(self, checked: Checked, result: FinishResult) -> None:
+        self.stats.accepted_rows += len(checked.answers)
 
 
 async def run_labeling(
@@ -294,7 +253,7 @@ async def run_labeling(
     def handler(client: ChatClient, stats: WorkStats) -> Callable[[Claim], Awaitable[str | None]]:
         return LabelWorker(db, client, config, guide, stats).handle
 
-    return await run_jobs(db, LABEL, endpoints, config, handler, worker, show_progress)
+    return await run_jobs(db, LABEL, endpoints, config.lease_seconds, config.poll_seconds, handler, worker, show_progress)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -37,19 +37,14 @@ def module_imports(path: Path, root: Path, modules: set[str]) -> set[str]:
     """The modules of `modules` that importing `path` (under `root`) imports, with the packages
     they sit in."""
     name = module_name(path, root)
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     targets: set[str] = set()
     for node in _runtime_statements(ast.parse(path.read_text(encoding="utf-8")).body):
         if isinstance(node, ast.Import):
             targets.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                module = ".".join(base + ([node.module] if node.module else []))
-            else:
-                module = node.module or ""
-            targets.add(module)
-            targets.update(f"{module}.{alias.name}" for alias in node.names)
+            assert not node.level, f"{path}:{node.lineno}: relative import; the project imports absolutely"
+            targets.add(node.module or "")
+            targets.update(f"{node.module}.{alias.name}" for alias in node.names)
     found: set[str] = set()
     for target in targets:
         parts = target.split(".")
