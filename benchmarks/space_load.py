@@ -46,10 +46,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.data_io import write_json  # noqa: E402
-from pipeline.host import host_meta  # noqa: E402
-from pipeline.schema import corpus_files, load_corpus  # noqa: E402
-from pipeline.config import SEED_DIR  # noqa: E402
+from pipeline.core.config import SEED_DIR  # noqa: E402
+from pipeline.core.host import host_meta  # noqa: E402
+from pipeline.core.io import write_json  # noqa: E402
+from pipeline.core.schema import corpus_files, load_corpus  # noqa: E402
 
 BATCH_ROWS = 5_000
 SOAK_BATCH_ROWS = 1_000

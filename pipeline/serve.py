@@ -1,5 +1,5 @@
 """The gate's HTTP API: `POST /v1/classify`, an OpenAI-compatible `POST /v1/moderations` and
-`GET /healthz`, around one loaded `pipeline.inference.Predictor`.
+`GET /healthz`, around one loaded `pipeline.model.inference.Predictor`.
 
 `create_api(predictor)` builds the FastAPI app (the Space serves the same app on its own port);
 `python -m pipeline serve --model-dir DIR --host 127.0.0.1 --port 8000` loads the model once and
@@ -15,7 +15,6 @@ letters, markup only, a spreadsheet formula) gets a notice and is never allowed.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import re
 import threading
@@ -23,7 +22,6 @@ import unicodedata
 import uuid
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Annotated, Literal, Sequence
 
 from fastapi import FastAPI, Request
@@ -33,10 +31,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictStr, c
 from pydantic_core import PydanticCustomError
 
 from pipeline import __version__
-from pipeline.config import BuildLayout
-from pipeline.decision import Decision, GateResult, gate
-from pipeline.inference import BACKENDS, ModelLoadError, Predictor, PredictorConfig
-from pipeline.schema import ATTRIBUTES, MODEL_OUTPUTS, NO
+from pipeline.core.decision import Decision, GateResult, gate
+from pipeline.core.schema import ATTRIBUTES, MODEL_OUTPUTS, NO
+from pipeline.model.inference import Predictor
 
 log = logging.getLogger(__name__)
 
@@ -481,40 +478,3 @@ def create_api(
         return Health(model=model, backend=predictor.backend_detail)
 
     return api
-
-
-# ---------------------------------------------------------------------------------------------
-# CLI
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model-dir", type=Path, help="model folder (default: <build-dir>/hub/model, else <build-dir>/model)"
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on")
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--backend", choices=BACKENDS, default=PredictorConfig.backend)
-    parser.add_argument(
-        "--threads",
-        type=int,
-        help="intra-op threads (default: the runtime's choice); on a busy 2-core host 1 thread "
-        "kept single-command latency steady where 2 threads waited on each other",
-    )
-    parser.add_argument("--model-name", help="the model name responses give (default: the folder's name)")
-
-
-def main(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    layout = BuildLayout(args.build_dir)
-    model_dir = args.model_dir or (
-        layout.hub_model if (layout.hub_model / "config.json").is_file() else layout.model
-    )
-    try:
-        predictor = Predictor(model_dir, PredictorConfig(backend=args.backend, num_threads=args.threads))
-    except (ModelLoadError, ValueError) as exc:
-        raise SystemExit(f"error: {exc}") from exc
-    api = create_api(predictor, model_name=args.model_name)
-    log.info("serving %s on http://%s:%d (docs at /docs)", model_dir, args.host, args.port)
-    uvicorn.run(api, host=args.host, port=args.port, log_level="debug" if args.verbose else "info")
-    return 0

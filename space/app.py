@@ -1,7 +1,7 @@
 """The LM-Action Space: classify a command before a Large Action Model acts on it.
 
-UI only. Predictions come from `pipeline.inference.Predictor`, decisions and reasons from
-`pipeline.decision`, attribute names and criteria from `pipeline.schema`. The Space classifies
+UI only. Predictions come from `pipeline.model.inference.Predictor`, decisions and reasons from
+`pipeline.core.decision`, attribute names and criteria from `pipeline.core.schema`. The Space classifies
 commands; it never executes them.
 
 This module builds the app from its tabs and launches it: `space.classify` (one command),
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from pipeline.serve import json_type
-from space.about import about_tab, api_snippet  # noqa: F401 (pipeline.stage reads api_snippet here)
+from space.about import about_tab, api_snippet  # noqa: F401 (pipeline.hub.stage reads api_snippet here)
 from space.batch import MAX_UPLOAD_MB, batch_tab
 from space.classifier import ClassificationPayload
 from space.classify import FOCUS_ON_WIDE_SCREENS_JS, classify_tab

@@ -14,8 +14,8 @@ import gradio as gr
 import numpy as np
 import pandas as pd
 
-from pipeline.decision import DECISIONS
-from pipeline.schema import ATTRIBUTE_NAMES, ATTRIBUTES_BY_NAME, BINARY_ATTRIBUTES, YES
+from pipeline.core.decision import DECISIONS
+from pipeline.core.schema import ATTRIBUTE_NAMES, ATTRIBUTES_BY_NAME, BINARY_ATTRIBUTES, YES
 from space.classifier import Classification, ClassificationPayload, CommandClassifier
 from space.fairness import BATCH_GROUP, BatchQueue, BatchRefused, client_key
 

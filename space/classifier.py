@@ -1,13 +1,13 @@
 """One command in, one classification out: the Space's prediction functions around one loaded
-`pipeline.inference.Predictor`, and what they return."""
+`pipeline.model.inference.Predictor`, and what they return."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Callable, Sequence, TypedDict
 
-from pipeline.decision import GateResult
-from pipeline.inference import Predictor
+from pipeline.core.decision import GateResult
+from pipeline.model.inference import Predictor
 from pipeline.serve import MAX_COMMAND_CHARS, GatedCommand, clean_command, gate_commands
 from space.fairness import ModelLock
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pipeline.schema import ATTRIBUTE_NAMES, CRITERIA
+from pipeline.core.schema import ATTRIBUTE_NAMES, CRITERIA
 from space.classifier import MAX_INPUT_CHARS, empty_classification
 from space.fairness import SINGLE_CONCURRENCY, SINGLE_GROUP
 from space.render import (

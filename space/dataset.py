@@ -9,8 +9,8 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.decision import DECISIONS, decisions_from_frame
-from pipeline.schema import ATTRIBUTE_NAMES, ATTRIBUTES_BY_NAME, LANG, TEXT
+from pipeline.core.decision import DECISIONS, decisions_from_frame
+from pipeline.core.schema import ATTRIBUTE_NAMES, ATTRIBUTES_BY_NAME, LANG, TEXT
 from space.sources import LoadedFrom
 
 log = logging.getLogger(__name__)

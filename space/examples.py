@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from pipeline.decision import DECISIONS, decisions_from_frame
-from pipeline.schema import LANG, TEXT
+from pipeline.core.decision import DECISIONS, decisions_from_frame
+from pipeline.core.schema import LANG, TEXT
 from space.classifier import CommandClassifier
 from space.dataset import DatasetView
 

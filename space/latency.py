@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from pipeline.inference import Predictor, PredictorConfig
+from pipeline.model.inference import Predictor, PredictorConfig
 from space.batch import read_batch_file
 from space.classifier import CommandClassifier
 from space.sources import DEFAULT_MODEL_DIR

@@ -6,8 +6,8 @@ from __future__ import annotations
 import html
 from typing import TYPE_CHECKING, Any, Sequence
 
-from pipeline.decision import decide
-from pipeline.schema import ATTRIBUTE_NAMES, BINARY_ATTRIBUTES, RISK, YES
+from pipeline.core.decision import decide
+from pipeline.core.schema import ATTRIBUTE_NAMES, BINARY_ATTRIBUTES, RISK, YES
 from space.classifier import Classification
 
 if TYPE_CHECKING:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from pipeline.inference import Predictor, PredictorConfig
+from pipeline.model.inference import Predictor, PredictorConfig
 from space.about import AboutContent, load_about
 from space.classifier import CommandClassifier
 from space.dataset import DatasetView, load_dataset_view

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pipeline.config import REPO_ROOT, BuildLayout
+from pipeline.core.config import REPO_ROOT, BuildLayout
 
 log = logging.getLogger(__name__)
 

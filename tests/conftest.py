@@ -15,8 +15,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline.config import DEFAULT_BACKBONE, SEED_DIR, offline_backbone_dir
-from pipeline.schema import corpus_files, load_corpus
+from pipeline.core.config import DEFAULT_BACKBONE, SEED_DIR, offline_backbone_dir
+from pipeline.core.schema import corpus_files, load_corpus
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -43,7 +43,7 @@ def seed_sample(seed_corpus: pd.DataFrame) -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def untrained_model_dir(tmp_path_factory) -> Path:
     """A saved seven-output classifier on the bundled backbone (head not trained)."""
-    from pipeline.modeling import build_classifier, load_tokenizer, save_classifier
+    from pipeline.model.modeling import build_classifier, load_tokenizer, save_classifier
 
     out = tmp_path_factory.mktemp("untrained_model")
     save_classifier(build_classifier(DEFAULT_BACKBONE), load_tokenizer(DEFAULT_BACKBONE), out)
@@ -59,8 +59,8 @@ def gate_head_model_dir(tmp_path_factory) -> Path:
     import torch
     from sklearn.linear_model import LogisticRegression
 
-    from pipeline.modeling import build_classifier, load_tokenizer, save_classifier
-    from pipeline.schema import BINARY_ATTRIBUTES, MODEL_OUTPUTS
+    from pipeline.core.schema import BINARY_ATTRIBUTES, MODEL_OUTPUTS
+    from pipeline.model.modeling import build_classifier, load_tokenizer, save_classifier
 
     frame = pd.read_csv(FIXTURES / "gate_head_commands.csv")
     model = build_classifier(DEFAULT_BACKBONE).eval()

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.schema import CORPUS_COLUMNS
-from tests.llm_server import LLMServer
+from pipeline.core.schema import CORPUS_COLUMNS
+from pipeline.testing.llm_server import LLMServer
 
 KEY_ENV = "LM_ACTION_TEST_KEY"
 SECRET = "sk-test-secret-0c7f1e9a"

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.__main__ import main as run_stage
-from pipeline.config import BuildLayout
+from pipeline.core.config import BuildLayout
 from tests.train_data import TINY_TRAIN, make_tiny_backbone
 
 FIXTURE_CSV = Path(__file__).parent / "fixtures" / "hub_commands.csv"

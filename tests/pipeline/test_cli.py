@@ -7,9 +7,10 @@ import dataclasses
 
 import pytest
 
-from pipeline.__main__ import SECTIONS, STAGE_SECTIONS, help_value, main, parse_args, section_class
-from pipeline.clean import CleanConfig
-from pipeline.config import field_help, load_preset, stage_config
+from pipeline.__main__ import STAGE_SECTIONS, main, parse_args
+from pipeline.cli.options import SECTIONS, help_value, section_class
+from pipeline.core.config import field_help, load_preset, stage_config
+from pipeline.data.clean import CleanConfig
 
 
 def stage_help(stage: str, capsys, monkeypatch, *extra: str) -> str:
@@ -68,7 +69,7 @@ def test_field_help_reads_setting_metadata():
 
 
 def test_list_defaults_are_copied_per_instance():
-    from pipeline.split import SplitConfig
+    from pipeline.data.split import SplitConfig
 
     first, second = SplitConfig(), SplitConfig()
     first.fractions.append(0.0)

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipeline.schema import ATTRIBUTE_NAMES
+from pipeline.core.schema import ATTRIBUTE_NAMES
 from pipeline.serve import (
     MAX_BODY_BYTES,
     MAX_COMMAND_CHARS,
@@ -52,7 +52,7 @@ def serving(app):
 
 @pytest.fixture(scope="module")
 def predictor(gate_head_model_dir):
-    from pipeline.inference import Predictor
+    from pipeline.model.inference import Predictor
 
     return Predictor(gate_head_model_dir)
 

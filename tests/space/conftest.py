@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.schema import ATTRIBUTES_BY_NAME, CORPUS_COLUMNS, read_corpus_file
+from pipeline.core.schema import ATTRIBUTES_BY_NAME, CORPUS_COLUMNS, read_corpus_file
 from tests.hub_build import staged_build  # noqa: F401 (fixture)
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -103,10 +103,10 @@ def four_way_model_dir(tmp_path_factory, space_commands, staged_build) -> Path:
     import torch
     from sklearn.linear_model import LogisticRegression
 
-    from pipeline.config import DEFAULT_BACKBONE
-    from pipeline.decision import decide, decisions_from_probabilities, Thresholds
-    from pipeline.modeling import build_classifier, load_tokenizer, save_classifier
-    from pipeline.schema import BINARY_ATTRIBUTES, MODEL_OUTPUTS, YES
+    from pipeline.core.config import DEFAULT_BACKBONE
+    from pipeline.core.decision import decide, decisions_from_probabilities, Thresholds
+    from pipeline.core.schema import BINARY_ATTRIBUTES, MODEL_OUTPUTS, YES
+    from pipeline.model.modeling import build_classifier, load_tokenizer, save_classifier
 
     frame = space_commands.reset_index(drop=True)
     targets = {name: (frame[name] == YES).to_numpy() for name in BINARY_ATTRIBUTES}

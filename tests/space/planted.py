@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.decision import Thresholds, gate
+from pipeline.core.decision import Thresholds, gate
 from space.classifier import Classification, classification_from_gate
 
 # Output order: feasible, legal, ethical, within_boundaries, reversible, risk>=medium, risk=high.

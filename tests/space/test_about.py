@@ -7,8 +7,8 @@ import json
 import re
 from pathlib import Path
 
-from pipeline.eval_report import MODEL_KEY
-from pipeline.schema import ATTRIBUTE_NAMES
+from pipeline.core.schema import ATTRIBUTE_NAMES
+from pipeline.report.eval_report import MODEL_KEY
 from space.about import card_metrics, card_section, load_about
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline.decision import DECISIONS
-from pipeline.schema import ATTRIBUTE_NAMES
+from pipeline.core.decision import DECISIONS
+from pipeline.core.schema import ATTRIBUTE_NAMES
 
 
 @pytest.fixture(scope="module")

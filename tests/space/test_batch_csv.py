@@ -9,7 +9,7 @@ import unicodedata
 
 import pytest
 
-from pipeline.decision import DECISIONS
+from pipeline.core.decision import DECISIONS
 from space.batch import BatchFileError, read_batch_file
 
 # OWASP's CSV-injection payloads, and text with NUL, BEL and ESC in it.

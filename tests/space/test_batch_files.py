@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from pipeline.schema import ATTRIBUTE_NAMES
+from pipeline.core.schema import ATTRIBUTE_NAMES
 from space.batch import (
     MAX_BATCH_ROWS,
     BatchFileError,

@@ -15,9 +15,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline.decision import DECISIONS, decide, reasons
-from pipeline.schema import ATTRIBUTE_NAMES, CRITERIA
-from pipeline.config import REPO_ROOT
+from pipeline.core.config import REPO_ROOT
+from pipeline.core.decision import DECISIONS, decide, reasons
+from pipeline.core.schema import ATTRIBUTE_NAMES, CRITERIA
 from space.render import ATTRIBUTE_TITLES, DECISION_TITLES
 
 pytestmark = pytest.mark.browser

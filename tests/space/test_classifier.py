@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.decision import DECISIONS
-from pipeline.schema import ATTRIBUTE_NAMES, ATTRIBUTES_BY_NAME
+from pipeline.core.decision import DECISIONS
+from pipeline.core.schema import ATTRIBUTE_NAMES, ATTRIBUTES_BY_NAME
 from space.classifier import EMPTY_MESSAGE, CommandClassifier, clean_command
 from space.render import banner_html, label_values
 from tests.space.planted import PLANTED, planted
@@ -125,7 +125,7 @@ def test_planted_head_model_gives_its_decision_end_to_end(untrained_model_dir, t
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from pipeline.inference import Predictor
+    from pipeline.model.inference import Predictor
 
     model = AutoModelForSequenceClassification.from_pretrained(untrained_model_dir)
     probs = torch.tensor(PLANTED["confirm"])

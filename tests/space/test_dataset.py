@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.decision import DECISIONS
+from pipeline.core.decision import DECISIONS
 from space.dataset import dataset_statistics, load_dataset_view
 from space.sources import resolve_source
 

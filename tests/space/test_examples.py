@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.decision import DECISIONS
+from pipeline.core.decision import DECISIONS
 from space.examples import model_examples
 
 

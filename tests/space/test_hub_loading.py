@@ -1,5 +1,5 @@
 """Start-up from Hub repo ids (`MODEL_ID`, `DATASET_ID`) against the Hub-compatible server on
-loopback (`tests.hub_server`): the Space names each repo with the revision it loaded.
+loopback (`pipeline.testing.hub_server`): the Space names each repo with the revision it loaded.
 
 `huggingface_hub` reads `HF_ENDPOINT` and `HF_HUB_OFFLINE` when it is imported and this session
 runs offline, so the Space loads in a subprocess with a user's online environment."""
@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import REPO_ROOT
-from pipeline.decision import DECISIONS
-from pipeline.schema import ID2LABEL, LABEL2ID
-from tests.hub_server import HubServer
+from pipeline.core.config import REPO_ROOT
+from pipeline.core.decision import DECISIONS
+from pipeline.core.schema import ID2LABEL, LABEL2ID
+from pipeline.testing.hub_server import HubServer
 from tests.train_data import tiny_bert_config
 
 TOKEN = "hf_test_space_token_8d2e"

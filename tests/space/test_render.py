@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.decision import Thresholds, gate
-from pipeline.schema import ATTRIBUTE_NAMES, MODEL_OUTPUTS
+from pipeline.core.decision import Thresholds, gate
+from pipeline.core.schema import ATTRIBUTE_NAMES, MODEL_OUTPUTS
 from space.classifier import classification_from_gate, empty_classification
 from space.render import (
     attribute_outcome,

@@ -16,7 +16,7 @@ def test_hub_id_unavailable_offline_falls_back_to_the_local_folder(tmp_path):
 
 
 def test_a_local_build_is_named_without_server_paths(tmp_path):
-    from pipeline.config import REPO_ROOT
+    from pipeline.core.config import REPO_ROOT
 
     inside = resolve_source(None, None, "model", REPO_ROOT / "build" / "hub" / "model")
     assert inside.shown == "build/hub/model" and inside.note == ""

@@ -1,0 +1,2 @@
+"""Loopback servers that tests and benchmarks share: an OpenAI-compatible LLM (`llm_server`) and a
+Hugging Face Hub (`hub_server`). Not used by the pipeline itself."""

@@ -1,0 +1,93 @@
+"""The ONNX parity check: a file ONNX Runtime cannot run, or whose probabilities or labels differ
+from torch's beyond the export config's tolerances, is refused with its name and the measured
+values, and a failed export leaves no ONNX file for `Predictor` to pick."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.model.inference import ONNX_DIR, ONNX_FP32, ONNX_INT8, Predictor
+from pipeline.model.onnx_export import (
+    PARITY_TEXTS,
+    OnnxExportConfig,
+    OnnxParityError,
+    check_parity,
+    export_onnx,
+    measure_parity,
+)
+
+
+@pytest.fixture(scope="module")
+def exported_dir(gate_head_model_dir, tmp_path_factory) -> Path:
+    """The fitted-head model (outputs that follow the command, away from the thresholds) with
+    its ONNX files, which pass the default tolerances."""
+    model_dir = tmp_path_factory.mktemp("parity") / "model"
+    shutil.copytree(gate_head_model_dir, model_dir)
+    result = export_onnx(model_dir)
+    assert [p.file for p in result.parity] == [f"{ONNX_DIR}/{ONNX_FP32}", f"{ONNX_DIR}/{ONNX_INT8}"]
+    return model_dir
+
+
+@pytest.fixture
+def model_copy(exported_dir, tmp_path) -> Path:
+    shutil.copytree(exported_dir, tmp_path / "model")
+    return tmp_path / "model"
+
+
+def shuffle_int8_weights(path: Path, seed: int = 0) -> None:
+    """Permute the values of every int8 weight tensor: a file that loads and runs, with weights
+    that are no longer the model's."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    rng = np.random.default_rng(seed)
+    for tensor in model.graph.initializer:
+        values = numpy_helper.to_array(tensor)
+        if values.dtype == np.int8:
+            shuffled = rng.permutation(values.ravel()).reshape(values.shape)
+            tensor.CopyFrom(numpy_helper.from_array(shuffled, tensor.name))
+    onnx.save(model, str(path))
+
+
+def test_an_int8_file_with_broken_weights_fails_the_parity_check_naming_it(model_copy):
+    onnx_dir = model_copy / ONNX_DIR
+    shuffle_int8_weights(onnx_dir / ONNX_INT8)
+    fp32, int8 = measure_parity(model_copy, [onnx_dir / ONNX_FP32, onnx_dir / ONNX_INT8], PARITY_TEXTS)
+    assert int8.label_change_share > OnnxExportConfig().max_label_change_int8 and fp32.labels_changed == 0
+    with pytest.raises(OnnxParityError) as info:
+        check_parity(model_copy, OnnxExportConfig())
+    message = str(info.value)
+    assert message.startswith(f"{model_copy}: the ONNX export fails its parity check against torch")
+    assert f"{ONNX_DIR}/{ONNX_INT8}: {int8.labels_changed} of {int8.labels} attribute labels" in message
+    assert f"{ONNX_DIR}/{ONNX_FP32}:" not in message
+
+
+def test_the_parity_check_runs_on_a_model_folder_given_relative_to_the_working_directory(model_copy, monkeypatch):
+    monkeypatch.chdir(model_copy.parent)
+    parity = check_parity(Path(model_copy.name), OnnxExportConfig())
+    assert [p.file for p in parity] == [f"{ONNX_DIR}/{ONNX_FP32}", f"{ONNX_DIR}/{ONNX_INT8}"]
+    assert all(p.texts == len(PARITY_TEXTS) for p in parity)
+
+
+def test_an_int8_file_onnx_runtime_cannot_load_fails_the_parity_check(model_copy):
+    int8 = model_copy / ONNX_DIR / ONNX_INT8
+    int8.write_bytes(int8.read_bytes()[: int8.stat().st_size // 2])
+    with pytest.raises(OnnxParityError, match=rf"{ONNX_DIR}/{ONNX_INT8}: ONNX Runtime cannot run it"):
+        check_parity(model_copy, OnnxExportConfig())
+
+
+def test_a_failed_export_leaves_no_onnx_file_and_predictor_uses_torch(model_copy):
+    with pytest.raises(OnnxParityError, match=rf"{ONNX_DIR}/{ONNX_INT8}: probabilities differ from torch's by up to"):
+        export_onnx(model_copy, OnnxExportConfig(max_abs_diff_int8=0.0))
+    assert not (model_copy / ONNX_DIR).exists()
+    assert Predictor(model_copy).backend == "torch"
+
+
+def test_tolerances_are_checked():
+    with pytest.raises(ValueError, match=r"max_abs_diff_int8 must be in \[0, 1\], got -0.1"):
+        OnnxExportConfig(max_abs_diff_int8=-0.1)
