@@ -32,6 +32,7 @@ from pipeline.hub.manifest import model_data_hash
 from pipeline.model.inference import ONNX_DIR, ONNX_FP32, ONNX_INT8, Predictor, PredictorConfig
 from pipeline.model.metrics import gold_classes, macro_f1, predicted_classes
 from pipeline.model.onnx_export import VARIANTS as VARIANT_NOTES
+from pipeline.report.markdown import fmt, markdown_table, rewrite_block
 
 log = logging.getLogger(__name__)
 
@@ -306,6 +307,33 @@ def format_markdown(results: list[BackendResult], meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+README_BLOCK = "bench_infer table"
+
+
+def readme_table(report: dict, source: str) -> str:
+    """The README's table of one benchmark report (the JSON `main` writes): speed and what each
+    backend loses against torch-fp32, with the host it ran on."""
+    results = [BackendResult(**r) for r in report["results"]]
+    meta = report["meta"]
+    rows = [
+        [f"`{r.name}`", r.p50_ms, r.p95_ms, round(r.throughput_per_s),
+         largest_f1_loss(results, r.name) if i else None, f"{100 * r.decision_agreement:.1f}%"]
+        for i, r in enumerate(results)
+    ]
+    table = markdown_table(
+        ["backend", "p50 ms / command", "p95 ms", "commands/s batched",
+         "largest macro-F1 loss vs torch-fp32 (points)", "same decision as torch-fp32"],
+        [[fmt(v, 2) if isinstance(v, float) else v for v in row] for row in rows],
+        right_aligned=range(1, 6),
+    )
+    return (
+        f"{table}\n\nFrom [`{source}`]({source}): model `{meta['model_dir']}` (data hash "
+        f"`{(meta.get('model_data_hash') or 'none')[:12]}`), {meta['threads']} threads, batch size "
+        f"{meta['batch_size']}, {meta['latency_n']} single-command calls, {meta['test_rows']} test "
+        f"commands; CPU: {meta['cpu']}."
+    )
+
+
 def plot(results: list[BackendResult], path: Path) -> None:
     from pipeline.report.plots import pyplot
 
@@ -344,9 +372,22 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "calibrated on the validation split, under build/cache/onnx-variants",
     )
     parser.add_argument("--out", type=Path, help="JSON output (default: build/reports/bench_infer.json)")
+    parser.add_argument("--table", type=Path, help="print (or with --readme, rewrite) the README table of this JSON")
+    parser.add_argument("--readme", type=Path, help="with --table: the Markdown file whose table block to rewrite")
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.table:
+        report = json.loads(args.table.read_text(encoding="utf-8"))
+        table = readme_table(report, args.table.as_posix())
+        if args.readme:
+            try:
+                rewrite_block(args.readme, README_BLOCK, table)
+            except ValueError as exc:
+                raise SystemExit(f"error: {exc}") from exc
+        else:
+            print(table)
+        return 0
     layout = BuildLayout(args.build_dir)
     model_dir = args.model or (layout.hub_model if (layout.hub_model / "config.json").is_file() else layout.model)
     test_path = args.test or layout.splits / "test.parquet"

@@ -50,10 +50,11 @@ from pipeline.core.config import SEED_DIR  # noqa: E402
 from pipeline.core.host import host_meta  # noqa: E402
 from pipeline.core.io import write_json  # noqa: E402
 from pipeline.core.schema import corpus_files, load_corpus  # noqa: E402
+from pipeline.report.markdown import rewrite_block  # noqa: E402
 
 BATCH_ROWS = 5_000
 SOAK_BATCH_ROWS = 1_000
-README_START, README_END = "<!-- space_load table: start -->", "<!-- space_load table: end -->"
+README_BLOCK = "space_load table"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -498,15 +499,6 @@ def markdown_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def rewrite_readme(readme: Path, table: str) -> None:
-    text = readme.read_text(encoding="utf-8")
-    pattern = re.compile(re.escape(README_START) + r".*?" + re.escape(README_END), re.S)
-    if not pattern.search(text):
-        raise SystemExit(f"{readme}: no {README_START} ... {README_END} block to rewrite")
-    readme.write_text(pattern.sub(lambda _: f"{README_START}\n{table}\n{README_END}", text),
-                      encoding="utf-8")
-
-
 async def run(args: argparse.Namespace) -> dict:
     texts = [t for t in load_corpus(corpus_files(SEED_DIR))["text"].tolist() if 3 <= len(t.split()) <= 40]
     work = Path(args.work_dir)
@@ -574,7 +566,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.table:
         table = markdown_table(json.loads(args.table.read_text(encoding="utf-8")))
         if args.readme:
-            rewrite_readme(args.readme, table)
+            try:
+                rewrite_block(args.readme, README_BLOCK, table)
+            except ValueError as exc:
+                raise SystemExit(f"error: {exc}") from exc
         else:
             print(table)
         return 0

@@ -835,6 +835,18 @@ def _goal_table(eval_report: dict) -> str:
     )
 
 
+def fine_tuned_weights(config: dict) -> str:
+    """Which weights a training config changed, for the card (`train.TrainConfig` fields)."""
+    if config.get("lora"):
+        modules = ", ".join(config.get("lora_target_modules") or [])
+        return f"LoRA adapters (rank {config.get('lora_r')}) on {modules}, merged, and the classifier head"
+    if config.get("freeze_layers"):
+        return f"all but the embeddings and the bottom {config['freeze_layers']} encoder layers"
+    if config.get("freeze_embeddings"):
+        return "all but the word embeddings (kept as in the backbone)"
+    return "all weights"
+
+
 def _training_rows(train: dict | None) -> list[list[Any]]:
     if not train:
         return []
@@ -848,11 +860,12 @@ def _training_rows(train: dict | None) -> list[list[Any]]:
     versions = train.get("versions") or {}
     rows = [
         ["backbone", f"`{config.get('backbone')}`"],
-        ["fine-tuning", "LoRA (merged)" if config.get("lora") else "all weights"],
+        ["weights fine-tuned", fine_tuned_weights(config)],
         ["loss", loss],
         ["max length (tokens)", config.get("max_length")],
         ["batch size x accumulation", f"{config.get('batch_size')} x {config.get('gradient_accumulation_steps')}"],
         ["learning rate / schedule / warmup", f"{config.get('learning_rate')} / {config.get('lr_scheduler')} / {config.get('warmup_ratio')}"],
+        ["pooler and head learning rate", config.get("head_learning_rate")],
         ["epochs completed / optimizer steps", f"{fmt(train.get('epochs_completed'), 2)} / {train.get('global_step')}"],
         ["stopped early", fmt(bool(train.get("stopped_early")))],
         ["best validation macro-F1 (thresholds 0.5)", f"{fmt(train.get('best_validation_macro_f1'))} (step {train.get('best_step')})"],

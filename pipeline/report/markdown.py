@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 
@@ -39,3 +41,20 @@ def markdown_table(
 def table_lines(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
     """`markdown_table` as report lines, with the blank line that ends the table."""
     return [markdown_table(header, rows), ""]
+
+
+def block_markers(name: str) -> tuple[str, str]:
+    """The comment lines around a generated block of a Markdown file."""
+    return f"<!-- {name}: start -->", f"<!-- {name}: end -->"
+
+
+def rewrite_block(path: str | Path, name: str, body: str) -> None:
+    """Replace what stands between the `name` markers of `path` with `body`; a file without
+    that block is an error naming it, and is left as it was."""
+    path = Path(path)
+    start, end = block_markers(name)
+    text = path.read_text(encoding="utf-8")
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
+    if not pattern.search(text):
+        raise ValueError(f"{path}: no {start} ... {end} block to rewrite")
+    path.write_text(pattern.sub(lambda _: f"{start}\n{body.strip()}\n{end}", text, count=1), encoding="utf-8")

@@ -77,6 +77,8 @@ def test_cli_writes_json_markdown_and_plot(model_dir, test_frame, tmp_path):
         same_process=True,
         out=out,
         variants=False,
+        table=None,
+        readme=None,
     )
     assert bench_infer.main(args) == 0
     report = json.loads(out.read_text())
@@ -87,11 +89,22 @@ def test_cli_writes_json_markdown_and_plot(model_dir, test_frame, tmp_path):
     assert "| onnx-int8 |" in markdown and "![latency and throughput](bench.png)" in markdown
     assert out.with_suffix(".png").stat().st_size > 1000
 
+    # The README's table is generated from that JSON, between its markers.
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- bench_infer table: start -->\nold\n<!-- bench_infer table: end -->\nrest\n")
+    assert bench_infer.main(argparse.Namespace(table=out, readme=readme)) == 0
+    text = readme.read_text()
+    int8 = next(r for r in report["results"] if r["name"] == "onnx-int8")
+    assert f"| `onnx-int8` | {int8['p50_ms']:.2f} | {int8['p95_ms']:.2f} | {round(int8['throughput_per_s'])} |" in text
+    assert "old" not in text and text.startswith("intro\n") and text.endswith("rest\n")
+    assert f"From [`{out.as_posix()}`]" in text
+
 
 def cli_args(tmp_path, model_dir, test_path, **changes) -> argparse.Namespace:
     values = dict(
         build_dir=tmp_path / "build", model=model_dir, test=test_path, threads=1, batch_size=16, latency_n=3,
         no_plain=True, same_process=True, out=tmp_path / "reports" / "bench.json", variants=False,
+        table=None, readme=None,
     )
     return argparse.Namespace(**(values | changes))
 

@@ -17,6 +17,7 @@ from pipeline.core.decision import Thresholds
 from pipeline.core.schema import ATTRIBUTE_NAMES, ATTRIBUTES, MODEL_OUTPUTS, read_corpus_file, targets_from_frame
 from pipeline.data.split import CLUSTER_ID, SPLIT, to_dataset_dict, write_hub_dataset
 from pipeline.hub.cards import (
+    fine_tuned_weights,
     DataReports,
     HubRepos,
     ModelReports,
@@ -311,3 +312,17 @@ def test_dataset_card_shows_the_corpus_forms_against_their_goals(dataset_dir):
     text = str(dataset_card(dataset_dir, DataReports(data={"forms": corpus_figures(frame)})))
     assert "| questions | 50.0% | >= 20% | yes |" in text
     assert "| block rows stating a motive or secrecy cue | 100.0% | <= 8% | no |" in text
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ({}, "all weights"),
+        ({"freeze_embeddings": True}, "all but the word embeddings (kept as in the backbone)"),
+        ({"freeze_embeddings": True, "freeze_layers": 3}, "all but the embeddings and the bottom 3 encoder layers"),
+        ({"lora": True, "lora_r": 16, "lora_target_modules": ["query", "value"]},
+         "LoRA adapters (rank 16) on query, value, merged, and the classifier head"),
+    ],
+)
+def test_the_card_says_which_weights_were_fine_tuned(config, expected):
+    assert fine_tuned_weights(config) == expected

@@ -2,7 +2,9 @@
 
 import math
 
-from pipeline.report.markdown import fmt, markdown_table
+import pytest
+
+from pipeline.report.markdown import fmt, markdown_table, rewrite_block
 
 
 def test_fmt_shows_none_and_nan_as_not_available():
@@ -21,3 +23,18 @@ def test_table_escapes_pipes_and_newlines_and_aligns_numbers_right():
         "| a\\|b c | 3 |",
         "| d | n/a |",
     ]
+
+
+def test_rewrite_block_replaces_only_the_named_block(tmp_path):
+    path = tmp_path / "README.md"
+    path.write_text("a\n<!-- t: start -->\nold\n<!-- t: end -->\nb\n<!-- u: start -->\nkeep\n<!-- u: end -->\n")
+    rewrite_block(path, "t", "| new |\n")
+    assert path.read_text() == "a\n<!-- t: start -->\n| new |\n<!-- t: end -->\nb\n<!-- u: start -->\nkeep\n<!-- u: end -->\n"
+
+
+def test_rewrite_block_names_a_missing_block_and_leaves_the_file(tmp_path):
+    path = tmp_path / "README.md"
+    path.write_text("no markers\n")
+    with pytest.raises(ValueError, match=r"README\.md: no <!-- t: start --> \.\.\. <!-- t: end --> block"):
+        rewrite_block(path, "t", "x")
+    assert path.read_text() == "no markers\n"
