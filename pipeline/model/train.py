@@ -110,6 +110,10 @@ class TrainConfig:
     group_by_length: bool = setting(True, "batch commands of similar length (less padding)")
     dataloader_workers: int = setting(0, "DataLoader worker processes")
     seed: int = setting(42, "model init, data order, dropout and augmentation")
+    training_args: dict = setting(
+        {}, "any other transformers.TrainingArguments field, e.g. {gradient_checkpointing = true}; "
+        "the ones the fields above set are refused"
+    )
 
 
 @dataclass
@@ -245,6 +249,24 @@ def _dataset(frame: pd.DataFrame, tokenizer, max_length: int):
     return Dataset.from_dict(columns)
 
 
+def training_arguments(config: TrainConfig, ours: dict) -> dict:
+    """`ours` (the TrainingArguments the fields of `config` set) with `config.training_args`
+    added; a key that is no TrainingArguments field, or one that `ours` already sets, is refused
+    by name (the second has its own `train.` field)."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    known = {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
+    unknown = sorted(set(config.training_args) - known)
+    if unknown:
+        raise ValueError(f"train.training_args: {', '.join(unknown)} is not a transformers.TrainingArguments field")
+    taken = sorted(set(config.training_args) & set(ours))
+    if taken:
+        raise ValueError(f"train.training_args: {', '.join(taken)} is set by the train.* fields; set those instead")
+    return ours | dict(config.training_args)
+
+
 def _precision_flags(mode: str) -> tuple[bool, bool, str]:
     import torch
 
@@ -362,7 +384,7 @@ def train(
     work = Path(tempfile.mkdtemp(prefix="lm-action-train-")) if own_work_dir else Path(work_dir)
     bf16, fp16, precision = _precision_flags(config.mixed_precision)
     per_epoch = config.eval_steps <= 0
-    args = TrainingArguments(
+    args = TrainingArguments(**training_arguments(config, dict(
         output_dir=str(work),
         num_train_epochs=config.epochs,
         max_steps=config.max_steps,
@@ -394,7 +416,7 @@ def train(
         train_sampling_strategy="group_by_length" if config.group_by_length else "random",
         dataloader_num_workers=config.dataloader_workers,
         report_to="none",
-    )
+    )))
     with args.main_process_first(desc="augment"):
         rows, added = training_rows(train_frame, config, cache_dir)
     tokenizer = load_tokenizer(config.backbone)

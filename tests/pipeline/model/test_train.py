@@ -218,3 +218,20 @@ def test_head_learning_rate_applies_to_the_pooler_and_classifier_only(splits, co
     assert torch.allclose(trained[f"bert.{query}"], base[query], atol=1e-6)
     assert not torch.allclose(trained["bert.pooler.dense.weight"], base["pooler.dense.weight"], atol=1e-4)
     assert not torch.allclose(trained["classifier.weight"], initial_head, atol=1e-4)
+
+
+def test_any_training_argument_passes_through_and_a_wrong_one_is_named(splits, config, tmp_path):
+    # cosine_with_min_lr needs lr_scheduler_kwargs, which no train.* field sets: with the floor at
+    # half the peak, no step runs below it.
+    peak, steps = 1e-3, 6
+    run = replace(
+        config, learning_rate=peak, max_steps=steps, warmup_ratio=0.0, lr_scheduler="cosine_with_min_lr",
+        augment=False, training_args={"lr_scheduler_kwargs": {"min_lr_rate": 0.5}},
+    )
+    result = train(splits["train"], splits["validation"], run, tmp_path / "ok")
+    rates = [e["learning_rate"] for e in result.log_history if "learning_rate" in e]
+    assert len(rates) == steps and min(rates) >= 0.5 * peak - 1e-12 and rates[0] == pytest.approx(peak)
+    with pytest.raises(ValueError, match=r"train\.training_args: no_such_option is not a transformers\.TrainingArguments field"):
+        train(splits["train"], splits["validation"], replace(run, training_args={"no_such_option": 1}), tmp_path / "bad")
+    with pytest.raises(ValueError, match=r"train\.training_args: learning_rate is set by the train\.\* fields"):
+        train(splits["train"], splits["validation"], replace(run, training_args={"learning_rate": 1.0}), tmp_path / "bad2")
