@@ -137,10 +137,7 @@ def test_the_report_records_the_data_hash_of_a_staged_model(staged_build, tmp_pa
 
 
 def test_missing_test_split_is_named(tmp_path, model_dir):
-    args = argparse.Namespace(
-        build_dir=tmp_path, model=model_dir, test=tmp_path / "nope.parquet", threads=1, batch_size=8,
-        latency_n=3, no_plain=True, same_process=True, out=None, variants=False,
-    )
+    args = cli_args(tmp_path, model_dir, tmp_path / "nope.parquet", build_dir=tmp_path, batch_size=8, out=None)
     with pytest.raises(SystemExit, match="nope.parquet not found"):
         bench_infer.main(args)
 
@@ -153,10 +150,7 @@ def test_variants_are_exported_calibrated_and_timed(model_dir, test_frame, tmp_p
     test_frame.to_parquet(splits / "test.parquet")
     test_frame.iloc[::-1].to_parquet(splits / "validation.parquet")
     out = tmp_path / "bench.json"
-    args = argparse.Namespace(
-        build_dir=tmp_path / "build", model=model_dir, test=splits / "test.parquet", threads=1, batch_size=16,
-        latency_n=3, no_plain=True, same_process=True, out=out, variants=True,
-    )
+    args = cli_args(tmp_path, model_dir, splits / "test.parquet", out=out, variants=True)
     assert bench_infer.main(args) == 0
     report = json.loads(out.read_text())
     names = [r["name"] for r in report["results"]]
