@@ -31,15 +31,11 @@ from pipeline.core.io import write_json
 from pipeline.core.schema import ATTRIBUTE_NAMES
 from pipeline.llm.client import ChatClient, Endpoint, ProviderConfig
 from pipeline.llm.generate import GenerateConfig, run_generation
-from pipeline.llm.jobs import (
-    GENERATE,
-    OK,
-    GeneratedRow,
-    JobDB,
-    ResponseRecord,
-    database_url,
-    worker_id,
-)
+from pipeline.llm.jobs.db import JobDB
+from pipeline.llm.jobs.engine import database_url
+from pipeline.llm.jobs.records import GeneratedRow, ResponseRecord
+from pipeline.llm.jobs.tables import GENERATE, OK
+from pipeline.llm.jobs.workers import worker_id
 
 log = logging.getLogger(__name__)
 

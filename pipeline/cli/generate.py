@@ -32,7 +32,8 @@ from pipeline.llm.generate import (
     run_generation,
     summarize,
 )
-from pipeline.llm.jobs import GENERATE, JobDB
+from pipeline.llm.jobs.db import JobDB
+from pipeline.llm.jobs.tables import GENERATE
 from pipeline.llm.runner import WorkStats
 
 log = logging.getLogger(__name__)

@@ -30,7 +30,8 @@ from pipeline.llm.generate import (
     prompt_version,
     read_models,
 )
-from pipeline.llm.jobs import LABEL, PENDING, RUNNING, JobDB
+from pipeline.llm.jobs.db import JobDB
+from pipeline.llm.jobs.tables import LABEL, PENDING, RUNNING
 from pipeline.llm.label import (
     AGREEMENT_REPORT,
     DISAGREEMENTS_CSV,

@@ -54,19 +54,10 @@ from pipeline.llm.balance import (
     requested_cells,
 )
 from pipeline.llm.client import ChatClient, Endpoint, ModelsFile, ProviderConfig, load_models_file
-from pipeline.llm.jobs import (
-    ADJUDICATED,
-    AGREED,
-    DISAGREED,
-    GENERATE,
-    Claim,
-    FinishResult,
-    GeneratedRow,
-    JobDB,
-    Rejection,
-    UNSAMPLED,
-    database_url,
-)
+from pipeline.llm.jobs.db import JobDB
+from pipeline.llm.jobs.engine import database_url
+from pipeline.llm.jobs.records import Claim, FinishResult, GeneratedRow, Rejection
+from pipeline.llm.jobs.tables import ADJUDICATED, AGREED, DISAGREED, GENERATE, UNSAMPLED
 from pipeline.llm.runner import Checked, JobWorker, WorkStats, run_jobs
 
 log = logging.getLogger(__name__)

@@ -27,18 +27,9 @@ from pipeline.core.decision import Decision, decide
 from pipeline.core.schema import ATTRIBUTE_NAMES, ATTRIBUTES_BY_NAME
 from pipeline.llm.client import ChatClient, Endpoint, ProviderConfig
 from pipeline.llm.generate import GenerateConfig, labeling_guide, parse_json_object, prompt_version
-from pipeline.llm.jobs import (
-    ADJUDICATED,
-    AGREED,
-    DISAGREED,
-    LABEL,
-    UNSAMPLED,
-    Claim,
-    FinishResult,
-    JobDB,
-    LabelAnswer,
-    Rejection,
-)
+from pipeline.llm.jobs.db import JobDB
+from pipeline.llm.jobs.records import Claim, FinishResult, LabelAnswer, Rejection
+from pipeline.llm.jobs.tables import ADJUDICATED, AGREED, DISAGREED, LABEL, UNSAMPLED
 from pipeline.llm.runner import Checked, JobWorker, WorkStats, run_jobs
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,9 @@ from pipeline.llm.generate import (
     parse_commands,
     row_id,
 )
-from pipeline.llm.jobs import DONE, GENERATE, OK, PENDING, RUNNING, JobDB, database_url
+from pipeline.llm.jobs.db import JobDB
+from pipeline.llm.jobs.engine import database_url
+from pipeline.llm.jobs.tables import DONE, GENERATE, OK, PENDING, RUNNING
 from pipeline.testing.llm_server import LLMServer
 from tests.generate_fixtures import (  # noqa: F401 (fixtures)
     ALLOW,
