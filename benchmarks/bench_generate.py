@@ -30,16 +30,13 @@ from pipeline.core.host import host_meta
 from pipeline.core.io import write_json
 from pipeline.core.schema import ATTRIBUTE_NAMES
 from pipeline.llm.client import ChatClient, Endpoint, ProviderConfig
-from pipeline.llm.generate import GenerateConfig, run_generation
-from pipeline.llm.jobs import (
-    GENERATE,
-    OK,
-    GeneratedRow,
-    JobDB,
-    ResponseRecord,
-    database_url,
-    worker_id,
-)
+from pipeline.llm.generate.config import GenerateConfig
+from pipeline.llm.generate.worker import run_generation
+from pipeline.llm.jobs.db import JobDB
+from pipeline.llm.jobs.engine import database_url
+from pipeline.llm.jobs.records import GeneratedRow, ResponseRecord
+from pipeline.llm.jobs.tables import GENERATE, OK
+from pipeline.llm.jobs.workers import worker_id
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +94,7 @@ async def bench_client(
     base_url: str, model: str, concurrency: int, requests: int, rows: int
 ) -> ClientResult:
     """`requests` chat completions with `concurrency` in flight through one client."""
-    from pipeline.llm.generate import generation_messages, labeling_guide
+    from pipeline.llm.generate.prompts import generation_messages, labeling_guide
 
     client = ChatClient(_endpoint(base_url, model, concurrency))
     messages = generation_messages(_spec(rows), labeling_guide())

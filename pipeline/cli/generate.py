@@ -14,25 +14,16 @@ from pipeline.core.io import write_json
 from pipeline.core.schema import TEXT
 from pipeline.llm.batch import export_batch, import_batch
 from pipeline.llm.client import ModelsFile, ProviderConfig, available_endpoints
-from pipeline.llm.generate import (
-    SUMMARY_NAME,
-    GenerateConfig,
-    GenerationWorker,
-    export_generated,
-    format_summary,
-    generation_messages,
-    job_db_url,
-    labeling_guide,
-    load_current_corpus,
-    models_path,
-    normalize_text,
-    plan_generation,
-    prompt_version,
-    read_models,
-    run_generation,
-    summarize,
-)
-from pipeline.llm.jobs import GENERATE, JobDB
+from pipeline.llm.generate.checks import normalize_text
+from pipeline.llm.generate.config import GenerateConfig
+from pipeline.llm.generate.export import export_generated
+from pipeline.llm.generate.inputs import job_db_url, load_current_corpus, models_path, read_models
+from pipeline.llm.generate.plan import plan_generation
+from pipeline.llm.generate.prompts import generation_messages, labeling_guide, prompt_version
+from pipeline.llm.generate.summary import SUMMARY_NAME, format_summary, summarize
+from pipeline.llm.generate.worker import GenerationWorker, run_generation
+from pipeline.llm.jobs.db import JobDB
+from pipeline.llm.jobs.tables import GENERATE
 from pipeline.llm.runner import WorkStats
 
 log = logging.getLogger(__name__)

@@ -21,16 +21,12 @@ from pipeline.core.io import write_json
 from pipeline.core.schema import ATTRIBUTES_BY_NAME, ATTRIBUTE_NAMES
 from pipeline.llm.batch import export_batch, import_batch
 from pipeline.llm.client import available_endpoints
-from pipeline.llm.generate import (
-    GenerateConfig,
-    export_generated,
-    job_db_url,
-    labeling_guide,
-    models_path,
-    prompt_version,
-    read_models,
-)
-from pipeline.llm.jobs import LABEL, PENDING, RUNNING, JobDB
+from pipeline.llm.generate.config import GenerateConfig
+from pipeline.llm.generate.export import export_generated
+from pipeline.llm.generate.inputs import job_db_url, models_path, read_models
+from pipeline.llm.generate.prompts import labeling_guide, prompt_version
+from pipeline.llm.jobs.db import JobDB
+from pipeline.llm.jobs.tables import LABEL, PENDING, RUNNING
 from pipeline.llm.label import (
     AGREEMENT_REPORT,
     DISAGREEMENTS_CSV,

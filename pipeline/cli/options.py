@@ -21,7 +21,7 @@ from pipeline.core.schema import CorpusError
 
 # Preset table -> the config dataclass that reads it.
 SECTIONS: dict[str, str] = {
-    "generate": "pipeline.llm.generate:GenerateConfig",
+    "generate": "pipeline.llm.generate.config:GenerateConfig",
     "clean": "pipeline.data.clean:CleanConfig",
     "dedup": "pipeline.data.dedup:DedupConfig",
     "split": "pipeline.data.split:SplitConfig",

@@ -8,7 +8,7 @@ import sys
 
 from pipeline.core.config import BuildLayout, stage_config
 from pipeline.core.io import StageInputError
-from pipeline.hub.cards import CardError
+from pipeline.hub.cards.checks import CardError
 from pipeline.hub.manifest import MANIFEST, human_size
 from pipeline.hub.stage import StageConfig, stage
 from pipeline.model.onnx_export import OnnxParityError

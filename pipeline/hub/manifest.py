@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from pipeline.core.io import StageInputError
-from pipeline.hub.cards import HubRepos, Release
+from pipeline.hub.cards.release import HubRepos, Release
 
 DATA_DIR = "data"
 CARD = "README.md"

@@ -24,7 +24,7 @@ from pathlib import Path
 from pipeline import __version__
 from pipeline.core.config import BuildLayout, setting
 from pipeline.core.io import StageInputError, read_json
-from pipeline.hub.cards import HubRepos, Release
+from pipeline.hub.cards.release import HubRepos, Release
 from pipeline.hub.manifest import MANIFEST, data_hash, folder_hashes, human_size
 
 log = logging.getLogger(__name__)

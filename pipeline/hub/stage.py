@@ -36,20 +36,11 @@ from pipeline.core.decision import CONFIG_KEY, Thresholds
 from pipeline.core.io import StageInputError, read_json, write_json
 from pipeline.core.schema import ATTRIBUTES
 from pipeline.data.split import SPLITS
-from pipeline.hub.cards import (
-    DataReports,
-    DatasetFacts,
-    Figure,
-    HubRepos,
-    ModelReports,
-    languages_present,
-    Release,
-    render_dataset_card,
-    render_model_card,
-    render_space_app,
-    render_space_readme,
-    space_card_data,
-)
+from pipeline.hub.cards.dataset import DataReports, DatasetFacts, languages_present, render_dataset_card
+from pipeline.hub.cards.format import Figure
+from pipeline.hub.cards.model import ModelReports, render_model_card
+from pipeline.hub.cards.release import HubRepos, Release
+from pipeline.hub.cards.space import render_space_app, render_space_readme, space_card_data
 from pipeline.hub.manifest import (
     CARD,
     DATA_DIR,

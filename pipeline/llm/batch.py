@@ -21,7 +21,9 @@ from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 from pipeline.core.io import write_jsonl
 from pipeline.llm.client import Completion, LLMError, ProviderConfig, chat_request_body
-from pipeline.llm.jobs import DONE, FAILED, PENDING, Claim, JobDB
+from pipeline.llm.jobs.db import JobDB
+from pipeline.llm.jobs.records import Claim
+from pipeline.llm.jobs.tables import DONE, FAILED, PENDING
 
 log = logging.getLogger(__name__)
 

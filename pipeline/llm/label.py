@@ -26,19 +26,12 @@ from sklearn.metrics import cohen_kappa_score
 from pipeline.core.decision import Decision, decide
 from pipeline.core.schema import ATTRIBUTE_NAMES, ATTRIBUTES_BY_NAME
 from pipeline.llm.client import ChatClient, Endpoint, ProviderConfig
-from pipeline.llm.generate import GenerateConfig, labeling_guide, parse_json_object, prompt_version
-from pipeline.llm.jobs import (
-    ADJUDICATED,
-    AGREED,
-    DISAGREED,
-    LABEL,
-    UNSAMPLED,
-    Claim,
-    FinishResult,
-    JobDB,
-    LabelAnswer,
-    Rejection,
-)
+from pipeline.llm.generate.checks import parse_json_object
+from pipeline.llm.generate.config import GenerateConfig
+from pipeline.llm.generate.prompts import labeling_guide, prompt_version
+from pipeline.llm.jobs.db import JobDB
+from pipeline.llm.jobs.records import Claim, FinishResult, LabelAnswer, Rejection
+from pipeline.llm.jobs.tables import ADJUDICATED, AGREED, DISAGREED, LABEL, UNSAMPLED
 from pipeline.llm.runner import Checked, JobWorker, WorkStats, run_jobs
 
 log = logging.getLogger(__name__)

@@ -16,23 +16,17 @@ from tqdm.auto import tqdm
 
 from pipeline.llm.batch import BATCH_PROMPT_VERSION
 from pipeline.llm.client import ChatClient, Completion, Endpoint, LLMError
-from pipeline.llm.jobs import (
-    DONE,
-    ERROR,
-    FAILED,
-    OK,
-    PENDING,
-    REJECTED,
-    RUNNING,
+from pipeline.llm.jobs.db import JobDB
+from pipeline.llm.jobs.records import (
     Claim,
     FinishResult,
     GeneratedRow,
-    JobDB,
     LabelAnswer,
     Rejection,
     ResponseRecord,
-    worker_id,
 )
+from pipeline.llm.jobs.tables import DONE, ERROR, FAILED, OK, PENDING, REJECTED, RUNNING
+from pipeline.llm.jobs.workers import worker_id
 
 log = logging.getLogger(__name__)
 

@@ -16,23 +16,15 @@ from huggingface_hub import DatasetCard, ModelCard, SpaceCard, metadata_load
 from pipeline.core.decision import Thresholds
 from pipeline.core.schema import ATTRIBUTE_NAMES, ATTRIBUTES, MODEL_OUTPUTS, read_corpus_file, targets_from_frame
 from pipeline.data.split import CLUSTER_ID, SPLIT, to_dataset_dict, write_hub_dataset
-from pipeline.hub.cards import (
-    fine_tuned_weights,
-    DataReports,
-    HubRepos,
-    ModelReports,
-    Release,
-    markdown_table,
-    metadata_problems,
-    render_dataset_card,
-    render_model_card,
-    render_space_readme,
-    space_card_data,
-    usage_snippet,
-)
+from pipeline.hub.cards.checks import metadata_problems
+from pipeline.hub.cards.dataset import DataReports, render_dataset_card
+from pipeline.hub.cards.model import ModelReports, fine_tuned_weights, render_model_card, usage_snippet
+from pipeline.hub.cards.release import HubRepos, Release
+from pipeline.hub.cards.space import render_space_readme, space_card_data
 from pipeline.hub.stage import read_dataset_files
 from pipeline.model.evaluate import EvaluateConfig, ModelScores, evaluate
 from pipeline.report.eval_report import MODEL_KEY
+from pipeline.report.markdown import markdown_table
 
 FIXTURE_CSV = Path(__file__).resolve().parents[2] / "fixtures" / "hub_commands.csv"
 REPOS = HubRepos("acme/commands", "acme/gate-bert", "acme/gate")

@@ -21,7 +21,7 @@ from pipeline.__main__ import main as cli
 from pipeline.core.config import REPO_ROOT, BuildLayout
 from pipeline.core.io import write_json
 from pipeline.core.schema import ATTRIBUTES, MODEL_OUTPUTS
-from pipeline.hub.cards import HubRepos, Release
+from pipeline.hub.cards.release import HubRepos, Release
 from pipeline.hub.manifest import MANIFEST, StagedFolder, StageResult, data_hash, folder_hashes, staged_files
 from pipeline.hub.publish import PublishConfig, PublishError, plan_publish
 from pipeline.testing.hub_server import HubServer

@@ -17,7 +17,7 @@ from pipeline.core.config import REPO_ROOT, BuildLayout
 from pipeline.core.decision import CONFIG_KEY
 from pipeline.core.io import StageInputError
 from pipeline.core.schema import ATTRIBUTES, ID2LABEL, MODEL_OUTPUTS
-from pipeline.hub.cards import HubRepos, Release
+from pipeline.hub.cards.release import HubRepos, Release
 from pipeline.hub.manifest import CARD, MANIFEST, data_hash, folder_hashes, model_data_hash, staged_files
 from pipeline.hub.stage import StageConfig, module_closure, read_dataset_files, stage_dataset, stage_model
 from pipeline.model.inference import ONNX_DIR, ONNX_FP32, ONNX_INT8

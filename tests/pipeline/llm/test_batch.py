@@ -13,8 +13,11 @@ from pipeline.__main__ import main as cli
 from pipeline.core.schema import ATTRIBUTE_NAMES, load_corpus
 from pipeline.llm.batch import BatchFileError, read_batch_output
 from pipeline.llm.client import ProviderConfig
-from pipeline.llm.generate import EXPORT_NAME, PROMPT_VERSION
-from pipeline.llm.jobs import ADJUDICATED, DONE, GENERATE, LABEL, OK, PENDING, RUNNING, JobDB, database_url
+from pipeline.llm.generate.export import EXPORT_NAME
+from pipeline.llm.generate.prompts import PROMPT_VERSION
+from pipeline.llm.jobs.db import JobDB
+from pipeline.llm.jobs.engine import database_url
+from pipeline.llm.jobs.tables import ADJUDICATED, DONE, GENERATE, LABEL, OK, PENDING, RUNNING
 from pipeline.testing.llm_server import LLMServer
 from tests.generate_fixtures import SEED_ROWS, api_key, generate_args, seed_dir  # noqa: F401 (fixtures)
 

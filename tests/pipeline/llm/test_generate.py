@@ -18,17 +18,14 @@ import pytest
 from pipeline.__main__ import main as cli
 from pipeline.core.config import REPO_ROOT
 from pipeline.core.schema import ATTRIBUTE_NAMES, load_corpus
-from pipeline.llm.generate import (
-    EXPORT_NAME,
-    PROMPT_VERSION,
-    SUMMARY_NAME,
-    GenerateConfig,
-    arabic_share,
-    generation_messages,
-    parse_commands,
-    row_id,
-)
-from pipeline.llm.jobs import DONE, GENERATE, OK, PENDING, RUNNING, JobDB, database_url
+from pipeline.llm.generate.checks import arabic_share, parse_commands, row_id
+from pipeline.llm.generate.config import GenerateConfig
+from pipeline.llm.generate.export import EXPORT_NAME
+from pipeline.llm.generate.prompts import PROMPT_VERSION, generation_messages
+from pipeline.llm.generate.summary import SUMMARY_NAME
+from pipeline.llm.jobs.db import JobDB
+from pipeline.llm.jobs.engine import database_url
+from pipeline.llm.jobs.tables import DONE, GENERATE, OK, PENDING, RUNNING
 from pipeline.testing.llm_server import LLMServer
 from tests.generate_fixtures import (  # noqa: F401 (fixtures)
     ALLOW,

@@ -12,21 +12,11 @@ import pytest
 import sqlalchemy as sa
 
 from pipeline.core.config import REPO_ROOT
-from pipeline.llm.jobs import (
-    DONE,
-    FAILED,
-    GENERATE,
-    OK,
-    PENDING,
-    RUNNING,
-    GeneratedRow,
-    JobDB,
-    Rejection,
-    ResponseRecord,
-    database_url,
-    is_dead_local_worker,
-    worker_id,
-)
+from pipeline.llm.jobs.db import JobDB
+from pipeline.llm.jobs.engine import database_url
+from pipeline.llm.jobs.records import GeneratedRow, Rejection, ResponseRecord
+from pipeline.llm.jobs.tables import DONE, FAILED, GENERATE, OK, PENDING, RUNNING
+from pipeline.llm.jobs.workers import is_dead_local_worker, worker_id
 from tests.generate_fixtures import ALLOW
 from tests.postgres import postgres_server, postgres_url  # noqa: F401 (fixtures)
 
@@ -191,7 +181,10 @@ def test_jobs_of_a_dead_local_worker_are_put_back(db):
 CLAIM_LOOP = """
 import json, os, sys, time
 from pathlib import Path
-from pipeline.llm.jobs import GENERATE, OK, JobDB, ResponseRecord, worker_id
+from pipeline.llm.jobs.db import JobDB
+from pipeline.llm.jobs.records import ResponseRecord
+from pipeline.llm.jobs.tables import GENERATE, OK
+from pipeline.llm.jobs.workers import worker_id
 url, barrier, workers = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
 taken = []
 with JobDB(url) as db:

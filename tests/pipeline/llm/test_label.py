@@ -14,8 +14,10 @@ import pytest
 from pipeline.__main__ import main as cli
 from pipeline.core.schema import ATTRIBUTE_NAMES, load_corpus
 from pipeline.llm.client import ProviderConfig
-from pipeline.llm.generate import EXPORT_NAME
-from pipeline.llm.jobs import AGREED, DISAGREED, DONE, LABEL, JobDB, database_url
+from pipeline.llm.generate.export import EXPORT_NAME
+from pipeline.llm.jobs.db import JobDB
+from pipeline.llm.jobs.engine import database_url
+from pipeline.llm.jobs.tables import AGREED, DISAGREED, DONE, LABEL
 from pipeline.llm.label import (
     AGREEMENT_REPORT,
     DISAGREEMENTS_CSV,
