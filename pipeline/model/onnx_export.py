@@ -20,6 +20,7 @@ probabilities or labels differ from torch's beyond `OnnxExportConfig`'s toleranc
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import tempfile
@@ -260,7 +261,10 @@ def export_variants(
                 # Symbolic shape inference types the fused operators' outputs for the calibrator.
                 typed = Path(tmp) / "typed.onnx"
                 try:
-                    quant_pre_process(str(fp32), str(typed), skip_optimization=True)
+                    # Its scratch files (a model and its weights) go to the working directory,
+                    # and stay there when it fails: keep them in `tmp`.
+                    with contextlib.chdir(tmp):
+                        quant_pre_process(str(fp32.resolve()), str(typed), skip_optimization=True)
                 except Exception as exc:  # onnxruntime raises a bare Exception here
                     log.warning("variant %s skipped: shape inference failed on %s (%s)", name, fp32, exc)
                     continue

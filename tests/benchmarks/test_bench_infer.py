@@ -142,8 +142,12 @@ def test_missing_test_split_is_named(tmp_path, model_dir):
         bench_infer.main(args)
 
 
-def test_variants_are_exported_calibrated_and_timed(model_dir, test_frame, tmp_path):
+def test_variants_are_exported_calibrated_and_timed(model_dir, test_frame, tmp_path, monkeypatch):
     import onnx
+
+    cwd = tmp_path / "cwd"  # onnxruntime's shape inference writes scratch files where it runs
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
 
     splits = tmp_path / "splits"
     splits.mkdir()
@@ -166,3 +170,4 @@ def test_variants_are_exported_calibrated_and_timed(model_dir, test_frame, tmp_p
     weight_only = next(r for r in report["results"] if r["name"] == "onnx-int8-weight-only")
     assert weight_only["max_abs_diff"] < 0.05
     assert "`onnx-int8-static`: static int8" in out.with_suffix(".md").read_text()
+    assert list(cwd.iterdir()) == []
