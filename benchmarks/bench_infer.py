@@ -23,7 +23,7 @@ from typing import Protocol, Sequence
 import numpy as np
 import pandas as pd
 
-from pipeline.cli.options import script_main
+from pipeline.cli.options import script_main, show_table
 from pipeline.core.config import BuildLayout
 from pipeline.core.decision import Thresholds, decisions_from_probabilities
 from pipeline.core.host import host_meta
@@ -32,7 +32,7 @@ from pipeline.hub.manifest import model_data_hash
 from pipeline.model.inference import ONNX_DIR, ONNX_FP32, ONNX_INT8, Predictor, PredictorConfig
 from pipeline.model.metrics import gold_classes, macro_f1, predicted_classes
 from pipeline.model.onnx_export import VARIANTS as VARIANT_NOTES
-from pipeline.report.markdown import fmt, markdown_table, rewrite_block
+from pipeline.report.markdown import fmt, markdown_table
 
 log = logging.getLogger(__name__)
 
@@ -379,15 +379,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     if args.table:
         report = json.loads(args.table.read_text(encoding="utf-8"))
-        table = readme_table(report, args.table.as_posix())
-        if args.readme:
-            try:
-                rewrite_block(args.readme, README_BLOCK, table)
-            except ValueError as exc:
-                raise SystemExit(f"error: {exc}") from exc
-        else:
-            print(table)
-        return 0
+        return show_table(readme_table(report, args.table.as_posix()), README_BLOCK, args.readme)
     layout = BuildLayout(args.build_dir)
     model_dir = args.model or (layout.hub_model if (layout.hub_model / "config.json").is_file() else layout.model)
     test_path = args.test or layout.splits / "test.parquet"

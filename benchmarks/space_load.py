@@ -46,11 +46,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pipeline.cli.options import show_table  # noqa: E402
 from pipeline.core.config import SEED_DIR  # noqa: E402
 from pipeline.core.host import host_meta  # noqa: E402
 from pipeline.core.io import write_json  # noqa: E402
 from pipeline.core.schema import corpus_files, load_corpus  # noqa: E402
-from pipeline.report.markdown import rewrite_block  # noqa: E402
 
 BATCH_ROWS = 5_000
 SOAK_BATCH_ROWS = 1_000
@@ -565,14 +565,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.table:
         table = markdown_table(json.loads(args.table.read_text(encoding="utf-8")))
-        if args.readme:
-            try:
-                rewrite_block(args.readme, README_BLOCK, table)
-            except ValueError as exc:
-                raise SystemExit(f"error: {exc}") from exc
-        else:
-            print(table)
-        return 0
+        return show_table(table, README_BLOCK, args.readme)
     if not (args.model_dir / "config.json").is_file():
         parser.error(f"{args.model_dir}: no model (config.json); run `make build` or pass --model-dir")
     result = asyncio.run(run(args))

@@ -35,6 +35,21 @@ OPTION_PREFIX = "config:"
 HELP_VALUE_CHARS = 100
 
 
+def show_table(table: str, block: str, readme: Path | None = None) -> int:
+    """A benchmark's `--table` command: print `table`, or with `readme` put it in that file's
+    `block` (`report.markdown.rewrite_block`); a file without the block exits with an error."""
+    from pipeline.report.markdown import rewrite_block
+
+    if readme is None:
+        print(table)
+        return 0
+    try:
+        rewrite_block(readme, block, table)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from exc
+    return 0
+
+
 def section_class(section: str) -> type:
     """The config dataclass of preset table `section`."""
     module_name, _, class_name = SECTIONS[section].partition(":")
