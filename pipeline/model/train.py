@@ -28,6 +28,8 @@ from pipeline.core.schema import (
     CorpusError,
     ID,
     LABEL2ID,
+    LANG,
+    LANGUAGES,
     MODEL_OUTPUTS,
     REQUIRED_COLUMNS,
     RISK,
@@ -76,6 +78,10 @@ class TrainConfig:
     focal_gamma: float = setting(2.0, "focusing parameter; 0 is plain BCE")
     class_weighting: bool = setting(True, "weight each output's positive term by its class imbalance")
     class_weight_power: float = setting(0.5, "(negatives/positives) ** power; 1 fully balances")
+    language_repeats: dict = setting(
+        {}, "copies of each training row of a language, e.g. {ar = 2} to see Arabic rows twice; "
+        "the copies are augmented apart like any row"
+    )
     augment: bool = setting(True, "augment the training split (never validation or test)")
     augment_kinds: list[str] = setting(
         list(LOCAL_KINDS), "local augmentation kinds drawn from, one per copy"
@@ -208,10 +214,32 @@ def augment_config(config: TrainConfig, cache_dir: Path | None = None) -> Augmen
     )
 
 
+def repeat_languages(frame: pd.DataFrame, repeats: dict) -> pd.DataFrame:
+    """`frame` with each row of a language in `repeats` present that many times (1 = as is);
+    a language outside the schema or a count below 1 is refused by name."""
+    unknown = sorted(set(repeats) - set(LANGUAGES))
+    if unknown:
+        raise ValueError(f"train.language_repeats: unknown language {', '.join(unknown)}; known: {', '.join(LANGUAGES)}")
+    bad = {lang: n for lang, n in repeats.items() if not isinstance(n, int) or n < 1}
+    if bad:
+        raise ValueError(f"train.language_repeats: counts must be whole numbers >= 1, got {bad}")
+    counts = frame[LANG].map(lambda lang: repeats.get(lang, 1)).to_numpy()
+    if (counts == 1).all():
+        return frame
+    out = frame.loc[frame.index.repeat(counts)].reset_index(drop=True)
+    if ID in out.columns:
+        # Copy r of a row is `<id>#repeat<r>`, so augmentation (seeded by id) draws it apart.
+        copy = out.groupby(ID, sort=False).cumcount().to_numpy()
+        out[ID] = [str(i) if c == 0 else f"{i}#repeat{c}" for i, c in zip(out[ID], copy)]
+    return out
+
+
 def training_rows(
     train_frame: pd.DataFrame, config: TrainConfig, cache_dir: Path | None = None
 ) -> tuple[pd.DataFrame, dict[str, int]]:
-    """The rows the model trains on: the training split plus its augmented copies."""
+    """The rows the model trains on: the training split (its rows repeated per
+    `config.language_repeats`) plus its augmented copies."""
+    train_frame = repeat_languages(train_frame, config.language_repeats)
     if not config.augment:
         return train_frame, {}
     result = augment_frame(train_frame, augment_config(config, cache_dir))

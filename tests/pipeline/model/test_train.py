@@ -11,7 +11,7 @@ from pipeline.__main__ import main as cli
 from pipeline.core.decision import CONFIG_KEY
 from pipeline.core.schema import CorpusError, MODEL_OUTPUTS
 from pipeline.model.modeling import build_classifier
-from pipeline.model.train import TrainConfig, read_split, read_splits, train, training_rows
+from pipeline.model.train import TrainConfig, read_split, read_splits, repeat_languages, train, training_rows
 from tests.train_data import TINY_TRAIN, make_tiny_backbone, tiny_splits, write_preset, write_splits
 
 
@@ -67,6 +67,28 @@ def test_training_rows_are_augmented_deterministically(splits, config):
     assert rows.equals(again)
     assert len(rows) == len(splits["train"]) + sum(added.values()) > len(splits["train"])
     assert training_rows(splits["train"], replace(config, augment=False))[0] is splits["train"]
+
+
+def test_language_repeats_add_copies_that_augmentation_draws_apart(splits, config):
+    frame = splits["train"]
+    n_ar = int((frame["lang"] == "ar").sum())
+    assert 0 < n_ar < len(frame)
+    repeated = repeat_languages(frame, {"ar": 3})
+    assert len(repeated) == len(frame) + 2 * n_ar
+    assert repeated["id"].is_unique
+    assert (repeated["lang"] == "en").sum() == (frame["lang"] == "en").sum()
+    rows, _ = training_rows(frame, replace(config, language_repeats={"ar": 3}, augment_fraction=1.0))
+    augmented = rows[rows["source"].astype(str).str.startswith("augment:") & (rows["lang"] == "ar")]
+    # The three copies of an Arabic row are augmented with their own draws, not the same one.
+    texts = augmented.groupby(augmented["id"].str.split("#").str[0])["text"].nunique()
+    assert len(texts) > 0 and (texts > 1).mean() > 0.5
+    assert repeat_languages(frame, {}) is frame
+
+
+@pytest.mark.parametrize("repeats, message", [({"fr": 2}, "unknown language fr"), ({"ar": 0}, "whole numbers")])
+def test_language_repeats_refuse_bad_values_by_name(splits, repeats, message):
+    with pytest.raises(ValueError, match=message):
+        repeat_languages(splits["train"], repeats)
 
 
 def test_unknown_mixed_precision_is_rejected(splits, config, tmp_path):
