@@ -191,6 +191,18 @@ def load_preset(name_or_path: str | os.PathLike | None) -> dict[str, Any]:
     return data
 
 
+def _parse_table(text: str, where: str) -> Any:
+    """A table given on the command line: a TOML inline table (`{ar = 2}`) or JSON (`{"ar": 2}`)."""
+    try:
+        return tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        pass
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{where}: expected a table such as {{key = 1}} or {{\"key\": 1}}, got {text!r}") from exc
+
+
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
     """Check or convert a preset/override value to a dataclass field's annotated type."""
     origin = typing.get_origin(annotation)
@@ -215,9 +227,9 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         inner = args[0] if args else Any
         items = [_coerce(v, inner, where) for v in value]
         return tuple(items) if origin is tuple else items
-    if origin is dict:
+    if origin is dict or annotation is dict:
         if isinstance(value, str):
-            value = json.loads(value)
+            value = _parse_table(value, where)
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a table, got {value!r}")
         return dict(value)
