@@ -49,7 +49,10 @@ def build_and_stage(root: Path, tokenizer_source: Path) -> StagedBuild:
     train = [f"train.{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in TINY_TRAIN.items()]
     run("train", *common, "--set", f"train.backbone={backbone}", *[a for kv in train for a in ("--set", kv)])
     run("evaluate", *common, "--set", "evaluate.baselines=tfidf")
-    run("stage", *common)
+    # The random-weight model's probabilities crowd around the tuned thresholds, where int8
+    # rounding flips labels a trained model keeps; the parity check itself is tested in
+    # tests/pipeline/model/test_onnx_parity.py.
+    run("stage", *common, "--set", "stage.onnx_max_label_change_int8=0.5")
     return StagedBuild(root, BuildLayout(build))
 
 

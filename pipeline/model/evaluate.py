@@ -43,11 +43,13 @@ THRESHOLD_RULE = """\
 maximizing the attribute's macro-F1; ties go to the value nearest 0.5.
 2. Risk: the pair (risk_at_least_medium, risk_high) maximizing 3-class risk macro-F1 on the \
 same grid.
-3. Block: the legal, ethical and within_boundaries thresholds are then shifted together by the \
-offset d in [-0.40, 0.50] nearest 0 at which block recall reaches {block_recall_target} with a \
-false-block rate on `allow` commands of at most {max_false_block_rate}; when no offset meets \
-both, the offset with the highest recall within the false-block limit (d = 0 if none is \
-within it). Block tuning on: {tune_block}."""
+3. Block: each of the legal, ethical and within_boundaries thresholds is then raised by its own \
+offset in [0, {block_shift_max}] (step {threshold_step}). Of the offset triples at which block \
+recall reaches {block_recall_target} with a false-block rate on `allow` commands of at most \
+{max_false_block_rate}, the one keeping the highest sum of the three attributes' macro-F1 is \
+taken (ties: the smallest total offset); when no triple meets both, the triple with the highest \
+recall within the false-block limit (no offsets if none is within it). Block tuning on: \
+{tune_block}."""
 
 
 @dataclass
@@ -63,9 +65,13 @@ class EvaluateConfig:
     threshold_min: float = setting(0.02, "lowest threshold tried")
     threshold_max: float = setting(0.98, "highest threshold tried")
     threshold_step: float = setting(0.01, "grid step of the threshold search")
-    tune_block: bool = setting(True, "shift the three block thresholds to meet the block goal")
-    block_recall_target: float = setting(0.97, "validation block recall the shift aims for (goal too)")
+    tune_block: bool = setting(True, "raise the block thresholds (each its own offset) to meet the block goal")
+    block_shift_max: float = setting(0.6, "largest rise of one block threshold tried")
+    block_recall_target: float = setting(
+        0.96, "validation block recall the block thresholds aim for (the goal plus a margin)"
+    )
     max_false_block_rate: float = setting(0.05, "false-block limit on `allow` commands (goal too)")
+    goal_block_recall: float = setting(0.95, "test block recall goal at the tuned thresholds")
     goal_binary_macro_f1: float = setting(0.90, "test macro-F1 goal of each binary attribute")
     goal_risk_macro_f1: float = setting(0.85, "test macro-F1 goal of risk")
     calibrate: bool = setting(True, "fit per-output Platt scaling on validation and fold it into the head")
@@ -82,7 +88,8 @@ class ThresholdTuning:
     """Tuned thresholds and how they were reached."""
 
     thresholds: Thresholds
-    block_shift: float
+    # How far each block attribute's threshold was raised above its macro-F1 optimum.
+    block_shift: dict[str, float]
     validation_block_recall: float | None
     validation_false_block_rate: float | None
 
@@ -99,13 +106,59 @@ def _best(scores: np.ndarray, distance: np.ndarray) -> int:
 
 
 def _block_rates(
-    probs: np.ndarray, thresholds: np.ndarray, gold_block: np.ndarray, gold_allow: np.ndarray, shift: float
+    probs: np.ndarray, thresholds: np.ndarray, gold_block: np.ndarray, gold_allow: np.ndarray
 ) -> tuple[float | None, float | None]:
     cols = [LABEL2ID[a] for a in BLOCK_ATTRIBUTES]
-    blocked = (probs[:, cols] < np.clip(thresholds[cols] + shift, 0.01, 0.99)[None, :]).any(axis=1)
+    blocked = (probs[:, cols] < thresholds[cols][None, :]).any(axis=1)
     recall = float(blocked[gold_block].mean()) if gold_block.any() else None
     fbr = float(blocked[gold_allow].mean()) if gold_allow.any() else None
     return recall, fbr
+
+
+def block_offsets(
+    probs: np.ndarray,
+    base: np.ndarray,
+    gold: dict[str, np.ndarray],
+    gold_block: np.ndarray,
+    gold_allow: np.ndarray,
+    config: EvaluateConfig,
+) -> dict[str, float]:
+    """Per block attribute, the rise of its threshold above `base` chosen by rule 3 of
+    `THRESHOLD_RULE`: the triple of offsets meeting the block goal on these rows that keeps the
+    most macro-F1 of the three attributes."""
+    n = int(round(config.block_shift_max / config.threshold_step)) + 1
+    offsets = np.round(np.arange(n) * config.threshold_step, 6)
+    cols = [LABEL2ID[a] for a in BLOCK_ATTRIBUTES]
+    # below[a][i]: rows whose P(attribute a) falls under its threshold raised by offsets[i].
+    below = [probs[:, c][None, :] < np.clip(base[c] + offsets, 0.01, 0.99)[:, None] for c in cols]
+    f1 = [
+        np.array([macro_f1(gold[a], (~b).astype(np.int64), 2) for b in below[i]])
+        for i, a in enumerate(BLOCK_ATTRIBUTES)
+    ]
+    on_block = [b[:, gold_block] for b in below]
+    on_allow = [b[:, gold_allow] for b in below]
+    best_meets: tuple | None = None  # (f1 sum, -total offset, i, j, k)
+    best_within: tuple | None = None  # (recall, f1 sum, -total offset, i, j, k)
+    for i in range(n):
+        for j in range(n):
+            recall = (on_block[0][i] | on_block[1][j] | on_block[2]).mean(axis=1)
+            fbr = (on_allow[0][i] | on_allow[1][j] | on_allow[2]).mean(axis=1)
+            within = fbr <= config.max_false_block_rate + 1e-12
+            if not within.any():
+                continue
+            score = f1[0][i] + f1[1][j] + f1[2]
+            total = -(offsets[i] + offsets[j] + offsets)
+            meets = within & (recall >= config.block_recall_target - 1e-12)
+            if meets.any():
+                k = max(np.flatnonzero(meets), key=lambda k: (round(score[k], 12), total[k]))
+                candidate = (round(score[k], 12), total[k], i, j, k)
+                best_meets = candidate if best_meets is None or candidate[:2] > best_meets[:2] else best_meets
+            elif best_meets is None:
+                k = max(np.flatnonzero(within), key=lambda k: (recall[k], round(score[k], 12), total[k]))
+                candidate = (recall[k], round(score[k], 12), total[k], i, j, k)
+                best_within = candidate if best_within is None or candidate[:3] > best_within[:3] else best_within
+    chosen = best_meets[2:] if best_meets is not None else best_within[3:] if best_within is not None else (0, 0, 0)
+    return {a: float(offsets[x]) for a, x in zip(BLOCK_ATTRIBUTES, chosen)}
 
 
 def tune_thresholds(frame: pd.DataFrame, probs: np.ndarray, config: EvaluateConfig) -> ThresholdTuning:
@@ -134,23 +187,12 @@ def tune_thresholds(frame: pd.DataFrame, probs: np.ndarray, config: EvaluateConf
 
     decisions = np.asarray(decisions_from_frame(frame))
     gold_block, gold_allow = decisions == Decision.BLOCK.value, decisions == Decision.ALLOW.value
-    shift = 0.0
+    shift = {a: 0.0 for a in BLOCK_ATTRIBUTES}
     if config.tune_block and gold_block.any() and gold_allow.any():
-        shifts = np.round(np.arange(-0.40, 0.5001, 0.01), 2)
-        rates = [_block_rates(probs, t, gold_block, gold_allow, s) for s in shifts]
-        recall = np.array([r for r, _ in rates])
-        fbr = np.array([f for _, f in rates])
-        within = fbr <= config.max_false_block_rate + 1e-12
-        meets = within & (recall >= config.block_recall_target - 1e-12)
-        if meets.any():
-            candidates = np.flatnonzero(meets)
-            shift = float(shifts[candidates[np.argmin(np.abs(shifts[candidates]))]])
-        elif within.any():
-            candidates = np.flatnonzero(within)
-            shift = float(shifts[candidates[_best(recall[candidates], np.abs(shifts[candidates]))]])
-    cols = [LABEL2ID[a] for a in BLOCK_ATTRIBUTES]
-    t[cols] = np.clip(t[cols] + shift, 0.01, 0.99)
-    recall, fbr = _block_rates(probs, t, gold_block, gold_allow, 0.0)
+        shift = block_offsets(probs, t, gold, gold_block, gold_allow, config)
+    for name, offset in shift.items():
+        t[LABEL2ID[name]] = np.clip(t[LABEL2ID[name]] + offset, 0.01, 0.99)
+    recall, fbr = _block_rates(probs, t, gold_block, gold_allow)
     thresholds = Thresholds({name: float(round(t[i], 6)) for i, name in enumerate(MODEL_OUTPUTS)})
     return ThresholdTuning(thresholds, shift, recall, fbr)
 
@@ -186,22 +228,22 @@ def goals(result_models: dict, config: EvaluateConfig) -> list[dict]:
     rows.append(
         {
             "goal": f"block recall at false-block rate <= {config.max_false_block_rate:.0%} (best cut on test)",
-            "target": f">= {config.block_recall_target:.2f}",
+            "target": f">= {config.goal_block_recall:.2f}",
             "value": curve,
-            "met": curve is not None and curve >= config.block_recall_target,
+            "met": curve is not None and curve >= config.goal_block_recall,
         }
     )
     point = test["block"]["operating_point"]
     met = (
         point["recall"] is not None
         and point["false_block_rate"] is not None
-        and point["recall"] >= config.block_recall_target
+        and point["recall"] >= config.goal_block_recall
         and point["false_block_rate"] <= config.max_false_block_rate
     )
     rows.append(
         {
             "goal": "block recall / false-block rate at the validation-tuned thresholds",
-            "target": f">= {config.block_recall_target:.2f} / <= {config.max_false_block_rate:.2f}",
+            "target": f">= {config.goal_block_recall:.2f} / <= {config.max_false_block_rate:.2f}",
             "value": [point["recall"], point["false_block_rate"]],
             "met": bool(met),
         }

@@ -22,6 +22,14 @@ FIGURES = {
 }
 
 
+def block_offsets_text(shift: dict[str, float] | float) -> str:
+    """`legal +0.00, ethical +0.47, ...`: how far each block threshold was raised (one number in
+    reports written before the offsets were per attribute)."""
+    if not isinstance(shift, dict):
+        return f"{float(shift):+.2f} each"
+    return ", ".join(f"{name} {value:+.2f}" for name, value in shift.items())
+
+
 def _heatmap(ax, matrix, labels: list[str], title: str) -> None:
     import numpy as np
 
@@ -82,7 +90,8 @@ def plot_figures(result: dict, out_dir: Path) -> dict[str, Path]:
             ax.plot([point["false_block_rate"]], [point["recall"]], "o", color=ax.lines[-1].get_color())
     limit = result["config"]["max_false_block_rate"]
     ax.axvline(limit, color="grey", linestyle=":", label=f"false-block rate {limit:.0%}")
-    ax.axhline(result["config"]["block_recall_target"], color="grey", linestyle="--", label="recall goal")
+    goal = result["config"].get("goal_block_recall", result["config"]["block_recall_target"])
+    ax.axhline(goal, color="grey", linestyle="--", label="recall goal")
     ax.set(xlabel="false-block rate on allow commands", ylabel="block recall", xlim=(0, 0.3), ylim=(0, 1.01))
     ax.set_title("Block recall vs false blocks (test; dots: tuned thresholds)")
     ax.legend(fontsize=8)
@@ -236,8 +245,8 @@ def render_markdown(result: dict) -> str:
     lines += ["## Thresholds (tuned on validation)", "", result["threshold_rule"], ""]
     outputs = list(ours["thresholds"])
     lines += table_lines(
-        ["model"] + outputs + ["block shift"],
-        [[key] + [m["thresholds"][o] for o in outputs] + [m["block_shift"]] for key, m in models.items()],
+        ["model"] + outputs + ["block offsets"],
+        [[key] + [m["thresholds"][o] for o in outputs] + [block_offsets_text(m["block_shift"])] for key, m in models.items()],
     )
     lines += ["Validation at the tuned thresholds (in-sample for the thresholds):", ""]
     lines += table_lines(

@@ -24,7 +24,7 @@ from pipeline.hub.cards.checks import HUB_ID, TASK_NAME, TASK_TYPE, parse_card
 from pipeline.hub.cards.format import Figure, docstring_paragraph, policy_text, render_template
 from pipeline.hub.cards.release import HubRepos, Release
 from pipeline.model.metrics import BLOCK_ATTRIBUTES
-from pipeline.report.eval_report import MODEL_KEY
+from pipeline.report.eval_report import MODEL_KEY, block_offsets_text
 from pipeline.report.markdown import fmt, markdown_table
 
 MODEL_TEMPLATE = "model_card.md"
@@ -302,7 +302,7 @@ def render_model_card(
         margin=DEFAULT_UNCERTAINTY_MARGIN,
         threshold_rule=_threshold_rule(eval_report.get("threshold_rule")),
         languages=list(languages),
-        block_shift=ours.get("block_shift"),
+        block_shift=None if ours.get("block_shift") is None else block_offsets_text(ours["block_shift"]),
         usage=usage_snippet(repos.model),
         splits=eval_report.get("splits") or {},
         goal_table=_goal_table(eval_report),
