@@ -79,6 +79,10 @@ class StageConfig:
     tags: list[str] = setting(["agents", "safety", "guardrails", "multilingual"], "Hub tags of the three repos")
     onnx: bool = setting(True, "export onnx/model.onnx into the staged model")
     onnx_quantize: bool = setting(True, "also onnx/model_quantized.onnx (dynamic int8)")
+    onnx_int8_fp32_nodes: list[str] = setting(
+        list(OnnxExportConfig.fp32_nodes),
+        "regular expressions of graph nodes model_quantized.onnx keeps in fp32 (each must match a node)",
+    )
     # Parity of the ONNX files with torch on the parity texts (onnx_<name> for each name in
     # pipeline.model.onnx_export.TOLERANCES); beyond one, `stage` fails and build/hub/model is kept as it was.
     onnx_max_abs_diff_fp32: float = setting(
@@ -100,7 +104,7 @@ class StageConfig:
 
     def onnx_export_config(self) -> OnnxExportConfig:
         tolerances = {name: getattr(self, f"onnx_{name}") for name in ONNX_TOLERANCES}
-        return OnnxExportConfig(quantize=self.onnx_quantize, **tolerances)
+        return OnnxExportConfig(quantize=self.onnx_quantize, fp32_nodes=tuple(self.onnx_int8_fp32_nodes), **tolerances)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -61,6 +62,8 @@ class OnnxExportConfig:
     # Node names to keep fp32 (e.g. "/bert/encoder/layer.0/output/dense/MatMul", "Attention_0"):
     # trades speed for accuracy one layer at a time.
     exclude_nodes: tuple[str, ...] = ()
+    # Regular expressions (full match) of more node names to keep fp32; each must match a node.
+    fp32_nodes: tuple[str, ...] = ()
     # Parity with the torch model on the parity texts (TOLERANCES); a file beyond one is not kept.
     # fp32 differs by float rounding only (the README states the same probabilities to 1e-4).
     max_abs_diff_fp32: float = 1e-4  # largest |p_onnx - p_torch| of model.onnx
@@ -182,16 +185,35 @@ def _optimize(path: Path, out_path: Path, model_dir: Path) -> None:
     optimized.save_model_to_file(str(out_path))
 
 
+def fp32_node_names(names: Sequence[str], patterns: Sequence[str], where: str) -> list[str]:
+    """The node `names` that one of `patterns` (regular expressions) matches in full; a pattern
+    matching none is refused by name, since it would quietly quantize what it meant to keep."""
+    matched: list[str] = []
+    for pattern in patterns:
+        hits = [n for n in names if re.fullmatch(pattern, n)]
+        if not hits:
+            raise ValueError(f"fp32_nodes: {pattern!r} matches no node of {where}")
+        matched += [n for n in hits if n not in matched]
+    return matched
+
+
 def _quantize(
-    path: Path, out_path: Path, per_channel: bool, op_types: tuple[str, ...], exclude: tuple[str, ...] = ()
+    path: Path,
+    out_path: Path,
+    per_channel: bool,
+    op_types: tuple[str, ...],
+    exclude: tuple[str, ...] = (),
+    fp32_patterns: tuple[str, ...] = (),
 ) -> None:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    names = {node.name for node in onnx.load(str(path), load_external_data=False).graph.node}
+    graph_names = [node.name for node in onnx.load(str(path), load_external_data=False).graph.node]
+    names = set(graph_names)
     unknown = sorted(set(exclude) - names)
     if unknown:
         raise ValueError(f"exclude_nodes: {unknown} are not nodes of {path.name}")
+    exclude = tuple(exclude) + tuple(n for n in fp32_node_names(graph_names, fp32_patterns, path.name) if n not in exclude)
 
     # Fused contrib operators defeat ONNX shape inference; their outputs are float tensors.
     quantize_dynamic(
@@ -360,7 +382,7 @@ def export_onnx(
         else:
             shutil.copyfile(raw, fp32)
     if config.quantize:
-        _quantize(fp32, int8, config.per_channel, config.quantize_ops, config.exclude_nodes)
+        _quantize(fp32, int8, config.per_channel, config.quantize_ops, config.exclude_nodes, config.fp32_nodes)
     elif int8.exists():
         int8.unlink()
     try:

@@ -4,6 +4,7 @@ values, and a failed export leaves no ONNX file for `Predictor` to pick."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -91,3 +92,29 @@ def test_a_failed_export_leaves_no_onnx_file_and_predictor_uses_torch(model_copy
 def test_tolerances_are_checked():
     with pytest.raises(ValueError, match=r"max_abs_diff_int8 must be in \[0, 1\], got -0.1"):
         OnnxExportConfig(max_abs_diff_int8=-0.1)
+
+
+FFN_DOWN = r".*/encoder/layer\.\d+/output/dense/MatMul"
+
+
+def _quantized_matmuls(path: Path) -> tuple[set[str], set[str]]:
+    """(MatMul nodes left in fp32, integer MatMul nodes) of an int8 file."""
+    import onnx
+
+    nodes = onnx.load(str(path), load_external_data=False).graph.node
+    return {n.name for n in nodes if n.op_type == "MatMul"}, {n.name for n in nodes if n.op_type == "MatMulInteger"}
+
+
+def test_fp32_nodes_keep_exactly_the_matched_matmuls_in_fp32(model_copy):
+    fp32_names, _ = _quantized_matmuls(model_copy / ONNX_DIR / ONNX_INT8)
+    assert not any(re.fullmatch(FFN_DOWN, n) for n in fp32_names)  # the default quantizes them
+    export_onnx(model_copy, OnnxExportConfig(fp32_nodes=(FFN_DOWN,)))
+    fp32_names, integer = _quantized_matmuls(model_copy / ONNX_DIR / ONNX_INT8)
+    kept = {n for n in fp32_names if re.fullmatch(FFN_DOWN, n)}
+    assert kept and len(kept) == len([n for n in fp32_names if "output/dense" in n and "attention" not in n])
+    assert integer  # everything else is still int8
+
+
+def test_an_fp32_pattern_matching_no_node_is_refused_by_name(model_copy):
+    with pytest.raises(ValueError, match=r"'/no/such/node' matches no node"):
+        export_onnx(model_copy, OnnxExportConfig(fp32_nodes=("/no/such/node",)))
