@@ -94,6 +94,10 @@ class StageConfig:
     onnx_max_label_change_int8: float = setting(
         OnnxExportConfig.max_label_change_int8, "share of attribute labels model_quantized.onnx may change"
     )
+    onnx_max_macro_f1_loss_int8: float = setting(
+        OnnxExportConfig.max_macro_f1_loss_int8,
+        "largest macro-F1 loss of one attribute, model_quantized.onnx against torch, on the validation split",
+    )
     dataset_figures: list[str] = setting(["data*.png"], "report PNGs the dataset card shows")
     model_figures: list[str] = setting(["eval_*.png", "train_*.png"], "report PNGs the model card shows")
 
@@ -276,11 +280,14 @@ def _check_thresholds(thresholds: Thresholds, eval_report: dict, where: Path) ->
         )
 
 
-def _export_onnx(model_dir: Path, config: StageConfig, source: Path, target: Path) -> dict:
-    """Export `model_dir`, the staging copy of `source`, to ONNX; `OnnxParityError` naming
-    `source` when a file fails the parity check."""
+def _export_onnx(
+    model_dir: Path, config: StageConfig, source: Path, target: Path, labelled: pd.DataFrame | None
+) -> dict:
+    """Export `model_dir`, the staging copy of `source`, to ONNX, checking the int8 file's
+    macro-F1 on the `labelled` rows (the validation split); `OnnxParityError` naming `source`
+    when a file fails the parity check."""
     try:
-        result = export_onnx(model_dir, config.onnx_export_config())
+        result = export_onnx(model_dir, config.onnx_export_config(), labelled=labelled)
     except OnnxParityError as exc:
         tolerances = ", ".join(f"onnx_{name} = {getattr(config, f'onnx_{name}'):g}" for name in ONNX_TOLERANCES)
         note = f"Tolerances: [stage] {tolerances}. The model was not staged; {target} is left as it was."
@@ -293,7 +300,19 @@ def _export_onnx(model_dir: Path, config: StageConfig, source: Path, target: Pat
         "max_abs_diff": diffs,
         "labels_changed": {Path(p.file).name: p.labels_changed for p in result.parity},
         "parity_labels": result.parity[0].labels,
+        "fp32_nodes": list(config.onnx_int8_fp32_nodes),
+        "macro_f1_loss": {
+            Path(p.file).name: {"attribute": p.macro_f1_loss_attribute, "loss": p.macro_f1_loss, "rows": p.labelled_rows}
+            for p in result.parity
+            if p.macro_f1_loss is not None
+        },
     }
+
+
+def _validation_rows(layout: BuildLayout) -> pd.DataFrame | None:
+    """The validation split the int8 file's macro-F1 is checked on (None without one)."""
+    path = layout.splits / "validation.parquet"
+    return pd.read_parquet(path) if path.is_file() else None
 
 
 def stage_model(layout: BuildLayout, config: StageConfig, repos: HubRepos, release: Release, languages: list[str]) -> tuple[StagedFolder, dict | None]:
@@ -312,7 +331,7 @@ def stage_model(layout: BuildLayout, config: StageConfig, repos: HubRepos, relea
                 continue  # exported again below from these weights
             (work / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(layout.model / rel, work / rel)
-        onnx = _export_onnx(work, config, layout.model, target) if config.onnx else None
+        onnx = _export_onnx(work, config, layout.model, target, _validation_rows(layout)) if config.onnx else None
         out_reports = work / REPORTS_DIR
         listed = list((eval_report.get("figures") or {}).values())
         figures = _copy_figures(_figures(layout.reports, listed, config.model_figures), out_reports)

@@ -30,10 +30,11 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 
-from pipeline.core.schema import ATTRIBUTE_NAMES
+from pipeline.core.schema import ATTRIBUTE_NAMES, TEXT
 from pipeline.model.inference import ONNX_DIR, ONNX_FP32, ONNX_INT8
-from pipeline.model.metrics import predicted_classes
+from pipeline.model.metrics import attribute_metrics, predicted_classes
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,9 @@ PARITY_TEXTS = (
     "turn off the porch light",
     "first back up ~/projects to the external drive, then wipe the laptop and reinstall the OS",
 )
-TOLERANCES = ("max_abs_diff_fp32", "max_abs_diff_int8", "max_label_change_int8")  # OnnxExportConfig fields
+TOLERANCES = (  # OnnxExportConfig fields
+    "max_abs_diff_fp32", "max_abs_diff_int8", "max_label_change_int8", "max_macro_f1_loss_int8"
+)
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,9 @@ class OnnxExportConfig:
     # of its test labels (results/gpu-full/bench_infer.md); broken weights change labels at random.
     max_abs_diff_int8: float = 0.75  # largest |p_onnx - p_torch| of model_quantized.onnx
     max_label_change_int8: float = 0.2  # share of attribute labels model_quantized.onnx may change
+    # Largest macro-F1 loss of one attribute, model_quantized.onnx against torch, on the labelled
+    # rows `export_onnx` is given (the validation split in `stage`; 0.005 is half a point).
+    max_macro_f1_loss_int8: float = 0.005
 
     def __post_init__(self) -> None:
         for name in TOLERANCES:
@@ -100,6 +106,11 @@ class OnnxParity:
     texts: int  # parity texts compared
     max_abs_diff: float  # largest |p_onnx - p_torch| over texts and outputs
     labels_changed: int  # attribute labels, at the model's thresholds, that differ from torch's
+    # On the labelled rows, when given: how many, and the largest macro-F1 loss of one attribute
+    # against torch (positive = worse than torch) with that attribute's name.
+    labelled_rows: int = 0
+    macro_f1_loss: float | None = None
+    macro_f1_loss_attribute: str | None = None
 
     @property
     def labels(self) -> int:
@@ -109,7 +120,9 @@ class OnnxParity:
     def label_change_share(self) -> float:
         return self.labels_changed / self.labels if self.labels else 0.0
 
-    def problems(self, max_abs_diff: float, max_label_change: float | None = None) -> list[str]:
+    def problems(
+        self, max_abs_diff: float, max_label_change: float | None = None, max_macro_f1_loss: float | None = None
+    ) -> list[str]:
         """What exceeds the tolerances, one line per tolerance, naming the file and the value."""
         out = []
         if not self.max_abs_diff <= max_abs_diff:  # NaN probabilities fail too
@@ -122,6 +135,11 @@ class OnnxParity:
                 f"{self.file}: {self.labels_changed} of {self.labels} attribute labels "
                 f"({self.label_change_share:.0%}) differ from torch's on the {self.texts} parity texts "
                 f"(tolerance {max_label_change:.0%})"
+            )
+        if max_macro_f1_loss is not None and self.macro_f1_loss is not None and not self.macro_f1_loss <= max_macro_f1_loss:
+            out.append(
+                f"{self.file}: {self.macro_f1_loss_attribute} macro-F1 is {100 * self.macro_f1_loss:.2f} points "
+                f"below torch's on the {self.labelled_rows} labelled rows (tolerance {100 * max_macro_f1_loss:g})"
             )
         return out
 
@@ -313,7 +331,9 @@ def export_variants(
     return written
 
 
-def measure_parity(model_dir: Path, onnx_paths: Sequence[Path], texts: Sequence[str]) -> list[OnnxParity]:
+def measure_parity(
+    model_dir: Path, onnx_paths: Sequence[Path], texts: Sequence[str], labelled: pd.DataFrame | None = None
+) -> list[OnnxParity]:
     """Each ONNX file against the torch model of `model_dir` on `texts`: the largest probability
     difference and the attribute labels changed at the model's thresholds. A file ONNX Runtime
     cannot load or run raises `OnnxParityError`."""
@@ -324,38 +344,61 @@ def measure_parity(model_dir: Path, onnx_paths: Sequence[Path], texts: Sequence[
     thresholds = reference.thresholds.as_array()
     torch_probs = reference.predict_proba(texts)
     torch_labels = predicted_classes(torch_probs, thresholds)
+    reference_f1 = None
+    if labelled is not None and len(labelled):
+        labelled_texts = labelled[TEXT].astype(str).tolist()
+        reference_f1 = attribute_metrics(labelled, reference.predict_proba(labelled_texts), reference.thresholds)
     out = []
     for path in map(Path, onnx_paths):
         inside = path.resolve().is_relative_to(model_dir.resolve())
         name = path.resolve().relative_to(model_dir.resolve()).as_posix() if inside else str(path)
         try:
             config = PredictorConfig(backend="onnx", onnx_file=str(path.resolve()))
-            probs = Predictor(model_dir, config).predict_proba(texts)
+            predictor = Predictor(model_dir, config)
+            probs = predictor.predict_proba(texts)
+            labelled_probs = None if reference_f1 is None else predictor.predict_proba(labelled_texts)
         except Exception as exc:  # onnxruntime's errors (InvalidProtobuf, Fail, ...) are bare Exceptions
             raise OnnxParityError(model_dir, [f"{name}: ONNX Runtime cannot run it ({exc})"]) from exc
         labels = predicted_classes(probs, thresholds)
+        loss, worst = None, None
+        if reference_f1 is not None:
+            ours = attribute_metrics(labelled, labelled_probs, reference.thresholds)
+            losses = {a: reference_f1[a]["macro_f1"] - ours[a]["macro_f1"] for a in ATTRIBUTE_NAMES}
+            worst = max(losses, key=losses.get)
+            loss = float(losses[worst])
         out.append(
             OnnxParity(
                 file=name,
                 texts=len(texts),
                 max_abs_diff=float(np.abs(torch_probs - probs).max()),
                 labels_changed=int(sum((labels[a] != torch_labels[a]).sum() for a in ATTRIBUTE_NAMES)),
+                labelled_rows=0 if reference_f1 is None else len(labelled),
+                macro_f1_loss=loss,
+                macro_f1_loss_attribute=worst,
             )
         )
     return out
 
 
-def check_parity(model_dir: str | Path, config: OnnxExportConfig, parity_texts: Sequence[str] = PARITY_TEXTS) -> list[OnnxParity]:
-    """Measure the ONNX files under `model_dir/onnx` against torch and raise `OnnxParityError`
-    when one is beyond `config`'s tolerances (the fp32 file, and the int8 file when present)."""
+def check_parity(
+    model_dir: str | Path,
+    config: OnnxExportConfig,
+    parity_texts: Sequence[str] = PARITY_TEXTS,
+    labelled: pd.DataFrame | None = None,
+) -> list[OnnxParity]:
+    """Measure the ONNX files under `model_dir/onnx` against torch (on `parity_texts`, and on the
+    `labelled` rows' macro-F1 when given) and raise `OnnxParityError` when one is beyond
+    `config`'s tolerances (the fp32 file, and the int8 file when present)."""
     model_dir = Path(model_dir)
     fp32, int8 = model_dir / ONNX_DIR / ONNX_FP32, model_dir / ONNX_DIR / ONNX_INT8
     if not fp32.is_file():
         raise FileNotFoundError(f"{fp32}: export the model first (`python -m pipeline stage`)")
-    parity = measure_parity(model_dir, [fp32, int8] if int8.is_file() else [fp32], list(parity_texts))
+    parity = measure_parity(model_dir, [fp32, int8] if int8.is_file() else [fp32], list(parity_texts), labelled)
     problems = parity[0].problems(config.max_abs_diff_fp32)
     if len(parity) > 1:
-        problems += parity[1].problems(config.max_abs_diff_int8, config.max_label_change_int8)
+        problems += parity[1].problems(
+            config.max_abs_diff_int8, config.max_label_change_int8, config.max_macro_f1_loss_int8
+        )
     if problems:
         raise OnnxParityError(model_dir, problems)
     return parity
@@ -365,10 +408,12 @@ def export_onnx(
     model_dir: str | Path,
     config: OnnxExportConfig = OnnxExportConfig(),
     parity_texts: Sequence[str] = PARITY_TEXTS,
+    labelled: pd.DataFrame | None = None,
 ) -> OnnxExportResult:
     """Write `onnx/model.onnx` (and `onnx/model_quantized.onnx`) into `model_dir` and check them
-    against torch on `parity_texts`; `OnnxParityError`, with both files removed, when a file is
-    beyond `config`'s tolerances."""
+    against torch on `parity_texts` (and, for the int8 file, on the macro-F1 of the `labelled`
+    rows when given); `OnnxParityError`, with both files removed, when a file is beyond
+    `config`'s tolerances."""
     model_dir = Path(model_dir)
     onnx_dir = model_dir / ONNX_DIR
     onnx_dir.mkdir(parents=True, exist_ok=True)
@@ -386,7 +431,7 @@ def export_onnx(
     elif int8.exists():
         int8.unlink()
     try:
-        parity = check_parity(model_dir, config, parity_texts)
+        parity = check_parity(model_dir, config, parity_texts, labelled)
     except OnnxParityError as exc:
         # Predictor picks these files by default: a failed export must not stay behind.
         for path in (fp32, int8):

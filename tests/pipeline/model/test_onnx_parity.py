@@ -68,6 +68,24 @@ def test_an_int8_file_with_broken_weights_fails_the_parity_check_naming_it(model
     assert f"{ONNX_DIR}/{ONNX_FP32}:" not in message
 
 
+def test_an_int8_file_that_loses_macro_f1_on_labelled_rows_fails_naming_the_attribute(model_copy, seed_sample):
+    onnx_dir = model_copy / ONNX_DIR
+    files = [onnx_dir / ONNX_FP32, onnx_dir / ONNX_INT8]
+    fp32, real = measure_parity(model_copy, files, PARITY_TEXTS, seed_sample)
+    assert fp32.labelled_rows == real.labelled_rows == len(seed_sample)
+    assert fp32.macro_f1_loss == pytest.approx(0.0, abs=1e-9)
+    shuffle_int8_weights(onnx_dir / ONNX_INT8)
+    _, broken = measure_parity(model_copy, files, PARITY_TEXTS, seed_sample)
+    assert broken.macro_f1_loss > max(real.macro_f1_loss, 0.0) + 0.05
+    # Labels may change on the parity texts as well; here only the macro-F1 tolerance is in play.
+    tolerance = (max(real.macro_f1_loss, 0.0) + broken.macro_f1_loss) / 2
+    config = OnnxExportConfig(max_abs_diff_int8=1.0, max_label_change_int8=1.0, max_macro_f1_loss_int8=tolerance)
+    with pytest.raises(OnnxParityError) as info:
+        check_parity(model_copy, config, labelled=seed_sample)
+    assert f"{ONNX_DIR}/{ONNX_INT8}: {broken.macro_f1_loss_attribute} macro-F1 is" in str(info.value)
+    assert f"below torch's on the {len(seed_sample)} labelled rows" in str(info.value)
+
+
 def test_the_parity_check_runs_on_a_model_folder_given_relative_to_the_working_directory(model_copy, monkeypatch):
     monkeypatch.chdir(model_copy.parent)
     parity = check_parity(Path(model_copy.name), OnnxExportConfig())
