@@ -248,8 +248,16 @@ def _onnx_rows(onnx: dict | None) -> list[list[Any]]:
     if not onnx:
         return []
     diffs = onnx.get("max_abs_diff") or {}
+    losses = onnx.get("macro_f1_loss") or {}
+
+    def loss(name: str) -> str:
+        entry = losses.get(name)
+        if not entry or entry.get("loss") is None:
+            return "n/a"
+        return f"{100 * entry['loss']:.2f} ({entry['attribute']})"
+
     return [
-        [f"`onnx/{name}`", f"{size:.1f}", f"{diffs[name]:.1e}" if diffs.get(name) is not None else None]
+        [f"`onnx/{name}`", f"{size:.1f}", f"{diffs[name]:.1e}" if diffs.get(name) is not None else None, loss(name)]
         for name, size in (onnx.get("files") or {}).items()
     ]
 
@@ -314,9 +322,13 @@ def render_model_card(
         mean_macro_f1=ours["test"]["mean_macro_f1"],
         baselines=[m["name"] if m["name"] == k else f"{m['name']} (`{k}`)" for k, m in eval_report["models"].items() if k != MODEL_KEY],
         training_table=markdown_table(["setting", "value"], _training_rows(reports.train)) if reports.train else "",
-        onnx_table=markdown_table(["file", "size (MB)", "max abs. probability difference vs torch"], _onnx_rows(reports.onnx))
+        onnx_table=markdown_table(
+            ["file", "size (MB)", "max abs. probability difference vs torch", "largest macro-F1 loss on validation (points)"],
+            _onnx_rows(reports.onnx),
+        )
         if reports.onnx
         else "",
+        fp32_nodes=", ".join(f"`{p}`" for p in (reports.onnx or {}).get("fp32_nodes") or []),
         figures=reports.figures,
         fmt=fmt,
     )
