@@ -55,6 +55,7 @@ from pipeline.core.schema import corpus_files, load_corpus  # noqa: E402
 BATCH_ROWS = 5_000
 SOAK_BATCH_ROWS = 1_000
 README_BLOCK = "space_load table"
+PHASES = ("single_64", "batches_16", "flood_70", "soak")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -518,15 +519,16 @@ async def run(args: argparse.Namespace) -> dict:
         caller = BatchCaller(url, batch_fn_index(config))
         for route in ROUTES:  # warm-up, not reported
             await single_clients(url, 2, texts, None, 10, Latencies(), route=route)
+        runs = {
+            "single_64": lambda: phase_single_64(url, texts, args.per_client),
+            "batches_16": lambda: phase_batches_16(url, caller, big, texts, args.during_s),
+            "flood_70": lambda: phase_flood_70(url, caller, big, texts, args.during_s),
+            "soak": lambda: phase_soak(url, caller, process.pid, small, texts, args.soak_s),
+        }
         phases: dict = {}
-        print("single_64 ...", flush=True)
-        phases["single_64"] = await phase_single_64(url, texts, args.per_client)
-        print("batches_16 ...", flush=True)
-        phases["batches_16"] = await phase_batches_16(url, caller, big, texts, args.during_s)
-        print("flood_70 ...", flush=True)
-        phases["flood_70"] = await phase_flood_70(url, caller, big, texts, args.during_s)
-        print("soak ...", flush=True)
-        phases["soak"] = await phase_soak(url, caller, process.pid, small, texts, args.soak_s)
+        for name in args.phases:
+            print(f"{name} ...", flush=True)
+            phases[name] = await runs[name]()
     finally:
         process.send_signal(signal.SIGINT)
         try:
@@ -546,7 +548,8 @@ async def run(args: argparse.Namespace) -> dict:
         },
         "phases": phases,
     }
-    result["goals"] = goals(phases)
+    # The goals need every phase; a run of some phases (while iterating) reports only them.
+    result["goals"] = goals(phases) if set(PHASES) <= set(phases) else []
     return result
 
 
@@ -560,6 +563,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--per-client", type=int, default=20, help="requests per client in single_64")
     parser.add_argument("--during-s", type=float, default=60.0, help="seconds of single commands beside batches")
     parser.add_argument("--soak-s", type=float, default=600.0, help="seconds of the memory soak")
+    parser.add_argument("--phases", type=lambda v: [p for p in v.split(",") if p],
+                        default=list(PHASES),
+                        help=f"comma-separated phases to run, in order (default: all, {','.join(PHASES)}); "
+                             "the goals and the table need all of them")
     parser.add_argument("--table", type=Path, help="print (or with --readme, rewrite) the table of this JSON")
     parser.add_argument("--readme", type=Path, help="with --table: the README whose table block to rewrite")
     args = parser.parse_args(argv)
@@ -568,10 +575,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return show_table(table, README_BLOCK, args.readme)
     if not (args.model_dir / "config.json").is_file():
         parser.error(f"{args.model_dir}: no model (config.json); run `make build` or pass --model-dir")
+    unknown = sorted(set(args.phases) - set(PHASES))
+    if unknown or not args.phases:
+        parser.error(f"--phases: unknown {unknown or 'none given'}; choose from {', '.join(PHASES)}")
     result = asyncio.run(run(args))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_json(args.out, result)
-    print(markdown_table(result))
+    print(markdown_table(result) if result["goals"] else json.dumps(result["phases"], indent=1))
     return 0
 
 

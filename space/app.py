@@ -29,6 +29,7 @@ from space.classify import FOCUS_ON_WIDE_SCREENS_JS, classify_tab
 from space.fairness import SINGLE_CONCURRENCY, SINGLE_GROUP, BatchQueue, trusted_proxies
 from space.render import CSS
 from space.resources import SpaceResources, load_resources
+from space.sessions import install_lazy_session_config
 from space.sources import SpaceConfig, SpaceLoadError
 
 if TYPE_CHECKING:
@@ -126,6 +127,7 @@ def build_app(
     os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "500")
     os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "500")
     app.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=SINGLE_CONCURRENCY)
+    install_lazy_session_config(app)
     return app
 
 
