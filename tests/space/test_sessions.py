@@ -76,3 +76,4 @@ def test_install_is_refused_when_gradio_s_sessions_hold_other_attributes(
     assert not matches_gradio(app)
     assert not install_lazy_session_config(app)
     assert SessionState.__init__ is changed
+
