@@ -20,6 +20,8 @@ proxy (`LM_ACTION_TRUSTED_PROXIES=1`) and each client sends its own `X-Forwarded
     python benchmarks/space_load.py --table results/space-load/space_load.json --readme README.md
 
 The second form rewrites the README's table between its `space_load` markers from the JSON.
+`--phases single_64` (any of the four, comma-separated) runs only those, for a quicker look;
+such a run writes their numbers but no goals, which need every phase.
 Timings depend on the host; the benchmark asserts nothing and the tests never read it.
 """
 
