@@ -29,7 +29,7 @@ from space.classify import FOCUS_ON_WIDE_SCREENS_JS, classify_tab
 from space.fairness import SINGLE_CONCURRENCY, SINGLE_GROUP, BatchQueue, trusted_proxies
 from space.render import CSS
 from space.resources import SpaceResources, load_resources
-from space.sessions import install_lazy_session_config
+from space.sessions import install_lazy_session_config, keep_live_sessions
 from space.sources import SpaceConfig, SpaceLoadError
 
 if TYPE_CHECKING:
@@ -135,6 +135,7 @@ def build_app(
         default_concurrency_limit=SINGLE_CONCURRENCY,
         status_update_rate=QUEUE_STATUS_EVERY_S,
     )
+    keep_live_sessions(app)
     install_lazy_session_config(app)
     return app
 

@@ -1,4 +1,5 @@
-"""Gradio sessions that render a component's config only when it is read.
+"""Gradio sessions: each renders a component's config only when it is read, and one whose event
+still runs keeps its message queue.
 
 Gradio makes a `SessionState` for every API call that sends no session (every
 `/gradio_api/call/classify`) and for every new browser session, and its constructor renders
@@ -13,13 +14,16 @@ values whenever they are read.
 The installed constructor mirrors the one of the pinned Gradio release; before installing it
 is checked against Gradio's own on the real app (`matches_gradio`), and a Gradio whose sessions
 differ keeps its own constructor.
+
+`keep_live_sessions(app)` keeps the message queue of a session whose event still runs (a batch
+file) when a flood of API calls, each its own session, fills Gradio's bounded cache of them.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from copy import copy
 from typing import TYPE_CHECKING, Any
 
@@ -124,3 +128,40 @@ def uninstall_lazy_session_config() -> None:
     if "_lma_gradio_init" in cls.__dict__:
         cls.__init__ = cls.__dict__["_lma_gradio_init"]
         del cls._lma_gradio_init
+
+
+def _live_first_cache_class() -> type:
+    """`LiveSessionsFirst`, made on first use since it subclasses a Gradio class."""
+    from gradio.utils import LRUCache
+
+    class LiveSessionsFirst(LRUCache):
+        """Gradio's bounded cache of each session's message queue, which drops its oldest
+        session when full, even one whose event still runs: an API client that sends no
+        session makes a new one per call, so 2,000 calls during a long batch file dropped the
+        batch's queue, and its browser lost the result. This cache drops the oldest session
+        with no event in progress (`live(session)` is False), and only when every session is
+        live the oldest one, as Gradio's does."""
+
+        def __init__(self, max_size: int, live: Callable[[str], bool]):
+            super().__init__(max_size)
+            self._live = live
+
+        def __setitem__(self, key: str, value: Any) -> None:
+            if key not in self and len(self) >= self.max_size:
+                idle = next((k for k in self if not self._live(k)), None)
+                if idle is not None:
+                    del self[idle]
+            super().__setitem__(key, value)
+
+    return LiveSessionsFirst
+
+
+def keep_live_sessions(app: "gr.Blocks") -> None:
+    """Give `app`'s queue (after `app.queue()`) a message cache that never drops a session
+    whose event is in progress while a finished one can go instead."""
+    queue = app._queue
+    old = queue.pending_messages_per_session
+    live = lambda session: bool(queue.pending_event_ids_session.get(session))  # noqa: E731
+    cache = _live_first_cache_class()(old.max_size, live)
+    cache.update(old)
+    queue.pending_messages_per_session = cache

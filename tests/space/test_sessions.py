@@ -77,3 +77,29 @@ def test_install_is_refused_when_gradio_s_sessions_hold_other_attributes(
     assert not install_lazy_session_config(app)
     assert SessionState.__init__ is changed
 
+
+
+def test_a_full_message_cache_drops_a_finished_session_before_a_running_one(app):
+    from space.sessions import keep_live_sessions
+
+    keep_live_sessions(app)
+    queue = app._queue
+    cache = queue.pending_messages_per_session
+    assert type(cache).__name__ == "LiveSessionsFirst" and cache.max_size == 2000
+    saved = dict(queue.pending_event_ids_session)
+    cache.clear()
+    cache.max_size = 3
+    try:
+        queue.pending_event_ids_session.clear()
+        queue.pending_event_ids_session.update({"batch": {"event-1"}, "done": set()})
+        for session in ("batch", "done", "call-1", "call-2"):
+            cache[session] = object()
+        assert list(cache) == ["batch", "call-1", "call-2"]  # "done" went, not the older "batch"
+        queue.pending_event_ids_session.update({"call-1": {"e"}, "call-2": {"e"}})
+        cache["call-3"] = object()  # every session live: the oldest goes, as in Gradio
+        assert list(cache) == ["call-1", "call-2", "call-3"]
+    finally:
+        cache.clear()
+        cache.max_size = 2000
+        queue.pending_event_ids_session.clear()
+        queue.pending_event_ids_session.update(saved)
