@@ -282,6 +282,7 @@ class BatchCaller:
                 job.outcome = "cancelled"
         except (httpx.HTTPError, asyncio.CancelledError) as exc:
             job.outcome = "cancelled" if isinstance(exc, asyncio.CancelledError) else "error"
+            job.message = job.message or f"{type(exc).__name__}: {exc}"[:200]
             if isinstance(exc, asyncio.CancelledError):
                 raise
         finally:
@@ -293,6 +294,11 @@ class BatchCaller:
         response = await job.client.post(f"{self.url}/gradio_api/cancel", json={
             "event_id": job.event_id, "session_hash": job.session_hash, "fn_index": self.fn_index})
         return response.status_code
+
+
+def batch_errors(jobs: Sequence[BatchJob]) -> list[str]:
+    """Up to three distinct messages of the batches that ended in an error."""
+    return sorted({job.message or "(no message)" for job in jobs if job.outcome == "error"})[:3]
 
 
 def batch_fn_index(config: dict) -> int:
@@ -355,6 +361,7 @@ async def phase_batches_16(url: str, caller: BatchCaller, file_path: Path, texts
             "batches_cancelled_after": len(cancels),
             "batch_outcomes": {o: sum(j.outcome == o for j in jobs)
                                for o in sorted({j.outcome for j in jobs})},
+            "batch_error_examples": batch_errors(jobs),
             **{route: r.summary(elapsed) for route, r in records.items()}}
 
 
@@ -409,6 +416,7 @@ async def phase_soak(url: str, caller: BatchCaller, pid: int, small_file: Path,
                      texts: Sequence[str], soak_s: float, sample_every_s: float = 5.0) -> dict:
     stop = asyncio.Event()
     batches = {"completed": 0, "other": 0}
+    others: list[BatchJob] = []
 
     async def batch_loop() -> None:
         async with httpx.AsyncClient(headers={"X-Forwarded-For": "10.4.0.1"}, timeout=600) as c:
@@ -416,6 +424,8 @@ async def phase_soak(url: str, caller: BatchCaller, pid: int, small_file: Path,
                 job = BatchJob(c, uuid.uuid4().hex[:11])
                 await caller.run(job, await caller.upload(c, small_file))
                 batches["completed" if job.outcome == "completed" else "other"] += 1
+                if job.outcome == "error" and len(others) < 100:
+                    others.append(job)
 
     samples: list[tuple[float, float]] = []
     started = time.perf_counter()
@@ -433,7 +443,7 @@ async def phase_soak(url: str, caller: BatchCaller, pid: int, small_file: Path,
     baseline, final = warm[0], samples[-1][1]
     return {"duration_s": round(soak_s, 1), "single_clients_per_route": 4,
             "batch_rows": SOAK_BATCH_ROWS,
-            "batches": batches, "rss_baseline_mb": baseline, "rss_final_mb": final,
+            "batches": batches, "batch_error_examples": batch_errors(others), "rss_baseline_mb": baseline, "rss_final_mb": final,
             "rss_max_mb": max(r for _, r in samples),
             "rss_growth_pct": round(100.0 * (final - baseline) / baseline, 2),
             "baseline_at_s": min(60.0, soak_s / 5), "rss_samples": samples,
