@@ -20,6 +20,8 @@ proxy (`LM_ACTION_TRUSTED_PROXIES=1`) and each client sends its own `X-Forwarded
     python benchmarks/space_load.py --table results/space-load/space_load.json --readme README.md
 
 The second form rewrites the README's table between its `space_load` markers from the JSON.
+`--phases single_64` (any of the four, comma-separated) runs only those, for a quicker look;
+such a run writes their numbers but no goals, which need every phase.
 Timings depend on the host; the benchmark asserts nothing and the tests never read it.
 """
 
@@ -55,6 +57,7 @@ from pipeline.core.schema import corpus_files, load_corpus  # noqa: E402
 BATCH_ROWS = 5_000
 SOAK_BATCH_ROWS = 1_000
 README_BLOCK = "space_load table"
+PHASES = ("single_64", "batches_16", "flood_70", "soak")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -279,6 +282,7 @@ class BatchCaller:
                 job.outcome = "cancelled"
         except (httpx.HTTPError, asyncio.CancelledError) as exc:
             job.outcome = "cancelled" if isinstance(exc, asyncio.CancelledError) else "error"
+            job.message = job.message or f"{type(exc).__name__}: {exc}"[:200]
             if isinstance(exc, asyncio.CancelledError):
                 raise
         finally:
@@ -290,6 +294,11 @@ class BatchCaller:
         response = await job.client.post(f"{self.url}/gradio_api/cancel", json={
             "event_id": job.event_id, "session_hash": job.session_hash, "fn_index": self.fn_index})
         return response.status_code
+
+
+def batch_errors(jobs: Sequence[BatchJob]) -> list[str]:
+    """Up to three distinct messages of the batches that ended in an error."""
+    return sorted({job.message or "(no message)" for job in jobs if job.outcome == "error"})[:3]
 
 
 def batch_fn_index(config: dict) -> int:
@@ -352,6 +361,7 @@ async def phase_batches_16(url: str, caller: BatchCaller, file_path: Path, texts
             "batches_cancelled_after": len(cancels),
             "batch_outcomes": {o: sum(j.outcome == o for j in jobs)
                                for o in sorted({j.outcome for j in jobs})},
+            "batch_error_examples": batch_errors(jobs),
             **{route: r.summary(elapsed) for route, r in records.items()}}
 
 
@@ -406,6 +416,7 @@ async def phase_soak(url: str, caller: BatchCaller, pid: int, small_file: Path,
                      texts: Sequence[str], soak_s: float, sample_every_s: float = 5.0) -> dict:
     stop = asyncio.Event()
     batches = {"completed": 0, "other": 0}
+    others: list[BatchJob] = []
 
     async def batch_loop() -> None:
         async with httpx.AsyncClient(headers={"X-Forwarded-For": "10.4.0.1"}, timeout=600) as c:
@@ -413,6 +424,8 @@ async def phase_soak(url: str, caller: BatchCaller, pid: int, small_file: Path,
                 job = BatchJob(c, uuid.uuid4().hex[:11])
                 await caller.run(job, await caller.upload(c, small_file))
                 batches["completed" if job.outcome == "completed" else "other"] += 1
+                if job.outcome == "error" and len(others) < 100:
+                    others.append(job)
 
     samples: list[tuple[float, float]] = []
     started = time.perf_counter()
@@ -430,7 +443,7 @@ async def phase_soak(url: str, caller: BatchCaller, pid: int, small_file: Path,
     baseline, final = warm[0], samples[-1][1]
     return {"duration_s": round(soak_s, 1), "single_clients_per_route": 4,
             "batch_rows": SOAK_BATCH_ROWS,
-            "batches": batches, "rss_baseline_mb": baseline, "rss_final_mb": final,
+            "batches": batches, "batch_error_examples": batch_errors(others), "rss_baseline_mb": baseline, "rss_final_mb": final,
             "rss_max_mb": max(r for _, r in samples),
             "rss_growth_pct": round(100.0 * (final - baseline) / baseline, 2),
             "baseline_at_s": min(60.0, soak_s / 5), "rss_samples": samples,
@@ -518,15 +531,16 @@ async def run(args: argparse.Namespace) -> dict:
         caller = BatchCaller(url, batch_fn_index(config))
         for route in ROUTES:  # warm-up, not reported
             await single_clients(url, 2, texts, None, 10, Latencies(), route=route)
+        runs = {
+            "single_64": lambda: phase_single_64(url, texts, args.per_client),
+            "batches_16": lambda: phase_batches_16(url, caller, big, texts, args.during_s),
+            "flood_70": lambda: phase_flood_70(url, caller, big, texts, args.during_s),
+            "soak": lambda: phase_soak(url, caller, process.pid, small, texts, args.soak_s),
+        }
         phases: dict = {}
-        print("single_64 ...", flush=True)
-        phases["single_64"] = await phase_single_64(url, texts, args.per_client)
-        print("batches_16 ...", flush=True)
-        phases["batches_16"] = await phase_batches_16(url, caller, big, texts, args.during_s)
-        print("flood_70 ...", flush=True)
-        phases["flood_70"] = await phase_flood_70(url, caller, big, texts, args.during_s)
-        print("soak ...", flush=True)
-        phases["soak"] = await phase_soak(url, caller, process.pid, small, texts, args.soak_s)
+        for name in args.phases:
+            print(f"{name} ...", flush=True)
+            phases[name] = await runs[name]()
     finally:
         process.send_signal(signal.SIGINT)
         try:
@@ -546,7 +560,8 @@ async def run(args: argparse.Namespace) -> dict:
         },
         "phases": phases,
     }
-    result["goals"] = goals(phases)
+    # The goals need every phase; a run of some phases (while iterating) reports only them.
+    result["goals"] = goals(phases) if set(PHASES) <= set(phases) else []
     return result
 
 
@@ -560,6 +575,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--per-client", type=int, default=20, help="requests per client in single_64")
     parser.add_argument("--during-s", type=float, default=60.0, help="seconds of single commands beside batches")
     parser.add_argument("--soak-s", type=float, default=600.0, help="seconds of the memory soak")
+    parser.add_argument("--phases", type=lambda v: [p for p in v.split(",") if p],
+                        default=list(PHASES),
+                        help=f"comma-separated phases to run, in order (default: all, {','.join(PHASES)}); "
+                             "the goals and the table need all of them")
     parser.add_argument("--table", type=Path, help="print (or with --readme, rewrite) the table of this JSON")
     parser.add_argument("--readme", type=Path, help="with --table: the README whose table block to rewrite")
     args = parser.parse_args(argv)
@@ -568,10 +587,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return show_table(table, README_BLOCK, args.readme)
     if not (args.model_dir / "config.json").is_file():
         parser.error(f"{args.model_dir}: no model (config.json); run `make build` or pass --model-dir")
+    unknown = sorted(set(args.phases) - set(PHASES))
+    if unknown or not args.phases:
+        parser.error(f"--phases: unknown {unknown or 'none given'}; choose from {', '.join(PHASES)}")
     result = asyncio.run(run(args))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_json(args.out, result)
-    print(markdown_table(result))
+    print(markdown_table(result) if result["goals"] else json.dumps(result["phases"], indent=1))
     return 0
 
 

@@ -29,6 +29,7 @@ from space.classify import FOCUS_ON_WIDE_SCREENS_JS, classify_tab
 from space.fairness import SINGLE_CONCURRENCY, SINGLE_GROUP, BatchQueue, trusted_proxies
 from space.render import CSS
 from space.resources import SpaceResources, load_resources
+from space.sessions import install_lazy_session_config, keep_live_sessions
 from space.sources import SpaceConfig, SpaceLoadError
 
 if TYPE_CHECKING:
@@ -42,6 +43,10 @@ log = logging.getLogger("space.app")
 # never takes the places single commands need.
 QUEUE_MAX_SIZE = 256
 MAX_THREADS = 64
+# Queue positions go to waiting clients this often. Gradio's default ("auto") sends every
+# waiting event its position each time an event starts: with 64 API clients waiting, 64
+# messages (each waking that client's stream) per single command served.
+QUEUE_STATUS_EVERY_S = 1.0
 # Uploads and result files are deleted from Gradio's cache after this many seconds.
 CACHE_MAX_AGE_S = 3600
 # Sessions whose component state Gradio keeps in memory (its default, 10,000, holds a copy of
@@ -125,7 +130,13 @@ def build_app(
     # single command that grows with uptime. Recompute it rarely, over few events.
     os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "500")
     os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "500")
-    app.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=SINGLE_CONCURRENCY)
+    app.queue(
+        max_size=QUEUE_MAX_SIZE,
+        default_concurrency_limit=SINGLE_CONCURRENCY,
+        status_update_rate=QUEUE_STATUS_EVERY_S,
+    )
+    keep_live_sessions(app)
+    install_lazy_session_config(app)
     return app
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
-from pipeline.model.inference import Predictor, PredictorConfig
+from pipeline.core.host import usable_cores
+from pipeline.model.inference import ONNX_DIR, ONNX_FP32, ONNX_INT8, Predictor, PredictorConfig
 from space.about import AboutContent, load_about
 from space.classifier import CommandClassifier
 from space.dataset import DatasetView, load_dataset_view
@@ -14,6 +16,18 @@ from space.examples import ModelExamples, model_examples
 from space.sources import LoadedFrom, SpaceConfig, SpaceLoadError, resolve_source
 
 log = logging.getLogger(__name__)
+
+
+def space_predictor_config(model_dir: Path) -> PredictorConfig:
+    """How the Space runs the model. With ONNX files: one intra-op thread per model call, and a
+    batch file's chunks on one single-threaded stream per core, since under many concurrent
+    users a second intra-op thread of a single command only spins against the event loop that
+    serves them (`benchmarks/space_load.py` measures it). The torch backend keeps its own
+    threads."""
+    onnx = model_dir / ONNX_DIR
+    if not any((onnx / name).is_file() for name in (ONNX_INT8, ONNX_FP32)):
+        return PredictorConfig()
+    return PredictorConfig(num_threads=1, streams=usable_cores())
 
 
 @dataclass
@@ -29,10 +43,11 @@ class SpaceResources:
 
 
 def load_resources(
-    config: SpaceConfig, predictor_config: PredictorConfig = PredictorConfig()
+    config: SpaceConfig, predictor_config: PredictorConfig | None = None
 ) -> SpaceResources:
-    """Load the model, the dataset and the About tab's content once, and pick the examples
-    the model decides each way."""
+    """Load the model (`space_predictor_config` unless `predictor_config` says otherwise),
+    the dataset and the About tab's content once, and pick the examples the model decides each
+    way."""
     model_source = resolve_source(config.model_id, config.model_revision, "model", config.model_dir)
     if not (model_source.path / "config.json").is_file():
         hint = f" ({model_source.note})" if model_source.note else ""
@@ -40,7 +55,7 @@ def load_resources(
             f"no model at {model_source.ref}{hint}: set MODEL_ID to a Hub repo, or run "
             "`make build` to stage build/hub/model"
         )
-    predictor = Predictor(model_source.path, predictor_config)
+    predictor = Predictor(model_source.path, predictor_config or space_predictor_config(model_source.path))
     dataset_source = resolve_source(
         config.dataset_id, config.dataset_revision, "dataset", config.dataset_dir
     )

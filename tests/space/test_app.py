@@ -35,3 +35,12 @@ def test_the_source_line_is_calm_for_a_local_build_and_short_when_a_hub_id_fails
     assert "⚠ `org/missing-model` could not be loaded from the Hub" in line
     assert line.endswith(": using the local build") and "\n" not in line
     assert str(space_resources.model_source.path) not in line
+
+
+def test_queue_positions_go_out_on_a_timer_not_to_every_waiting_event_per_start(space_resources):
+    from space.app import QUEUE_MAX_SIZE, QUEUE_STATUS_EVERY_S, build_app
+
+    app = build_app(space_resources)
+    queue = app._queue
+    assert not queue.live_updates and queue.update_intervals == QUEUE_STATUS_EVERY_S
+    assert queue.max_size == QUEUE_MAX_SIZE
