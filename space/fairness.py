@@ -2,7 +2,9 @@
 
 - `ModelLock`: one model call at a time (the tokenizer is not thread-safe and two CPU cores gain
   nothing from two forward passes at once), single commands first: a batch chunk waits while
-  any single command is waiting, so a single command waits at most for the chunk in progress.
+  any single command is waiting, so a single command waits at most for the chunk in progress,
+  except that after `BATCH_TURN_EVERY` single-command calls in a row one waiting chunk goes next,
+  so steady single-command traffic cannot starve batch files.
 - `BatchQueue`: at most `running` batches classify at once and at most `waiting` wait for their
   turn, in order; a client has at most one batch in the queue or running. A batch over these
   limits is refused at once with `BatchRefused` (its message says why and what to do), so a
@@ -32,6 +34,9 @@ TRUSTED_PROXIES_ENV = "LM_ACTION_TRUSTED_PROXIES"
 SINGLE_GROUP = "classify"
 SINGLE_CONCURRENCY = 4
 BATCH_GROUP = "batch"
+# Single-command model calls in a row after which a waiting batch chunk gets the next turn: a
+# single command then waits at most for one chunk, and a batch file keeps moving.
+BATCH_TURN_EVERY = 8
 
 
 class _Priority:
@@ -49,39 +54,59 @@ class _Priority:
 
 class ModelLock:
     """A lock on the model with two priorities: `single` (a command someone waits for) goes
-    before `batch` (a chunk of a batch file). A release wakes one waiter, a single command if
-    one waits, so many waiting requests do not all wake for each model call."""
+    before `batch` (a chunk of a batch file), but after `batch_turn_every` single calls in a row
+    a waiting chunk goes next. A release wakes one waiter, so many waiting requests do not all
+    wake for each model call."""
 
-    def __init__(self) -> None:
+    def __init__(self, batch_turn_every: int = BATCH_TURN_EVERY) -> None:
+        if batch_turn_every < 1:
+            raise ValueError(f"batch_turn_every must be at least 1, got {batch_turn_every}")
         lock = threading.Lock()
         self._singles = threading.Condition(lock)
         self._batches = threading.Condition(lock)
         self._busy = False
         self._singles_waiting = 0
+        self._batches_waiting = 0
+        self._singles_in_a_row = 0
+        self._batch_turn_every = batch_turn_every
         self.single = _Priority(self._acquire_single, self._release)
         self.batch = _Priority(self._acquire_batch, self._release)
+
+    def _batch_due(self) -> bool:
+        return self._batches_waiting > 0 and self._singles_in_a_row >= self._batch_turn_every
 
     def _acquire_single(self) -> None:
         with self._singles:
             self._singles_waiting += 1
             try:
-                self._singles.wait_for(lambda: not self._busy)
+                self._singles.wait_for(lambda: not self._busy and not self._batch_due())
             finally:
                 self._singles_waiting -= 1
             self._busy = True
+            self._singles_in_a_row += 1
 
     def _acquire_batch(self) -> None:
         with self._batches:
-            self._batches.wait_for(lambda: not self._busy and self._singles_waiting == 0)
+            self._batches_waiting += 1
+            try:
+                self._batches.wait_for(
+                    lambda: not self._busy and (self._singles_waiting == 0 or self._batch_due())
+                )
+            except BaseException:
+                self._batches_waiting -= 1
+                self._singles.notify()  # singles held back for this chunk go on
+                raise
+            self._batches_waiting -= 1
             self._busy = True
+            self._singles_in_a_row = 0
 
     def _release(self) -> None:
         with self._singles:
             self._busy = False
-            if self._singles_waiting:
-                self._singles.notify()
-            else:
+            if self._batch_due() or not self._singles_waiting:
                 self._batches.notify()
+            else:
+                self._singles.notify()
 
     # `with lock:` is the single-command side, so code written for a plain lock (the HTTP API)
     # gets the priority of a command someone waits for.

@@ -237,3 +237,34 @@ def test_served_space_refuses_a_second_batch_and_overflow_while_serving_single_c
     waiting.cancel()
     running.cancel()
     _wait_until(lambda: (queue.running, queue.waiting) == (0, 0), timeout=30)
+
+
+def test_after_enough_single_calls_in_a_row_a_waiting_batch_chunk_goes_next():
+    lock, order = ModelLock(batch_turn_every=3), []
+    stop = threading.Event()
+
+    def singles(name: str) -> None:
+        while not stop.is_set():
+            with lock.single:
+                order.append("single")
+                time.sleep(0.002)
+
+    def chunk() -> None:
+        with lock.batch:
+            order.append("batch")
+
+    workers = [threading.Thread(target=singles, args=(str(i),)) for i in range(3)]
+    for w in workers:
+        w.start()
+    _wait_until(lambda: len(order) >= 5)
+    batch = threading.Thread(target=chunk)
+    batch.start()
+    batch.join(5)
+    stop.set()
+    for w in workers:
+        w.join(5)
+    assert not batch.is_alive(), "the chunk starved behind steady single commands"
+    i = order.index("batch")
+    # At most batch_turn_every single calls (plus the one running when the chunk arrived) went
+    # before it once it waited.
+    assert order[:i].count("single") >= 5 and "single" in order[i + 1 :]
