@@ -83,6 +83,10 @@ class StageConfig:
         list(OnnxExportConfig.fp32_nodes),
         "regular expressions of graph nodes model_quantized.onnx keeps in fp32 (each must match a node)",
     )
+    onnx_int8_fp32_fallback: list[str] = setting(
+        list(OnnxExportConfig.fp32_fallback),
+        "more such patterns, added one at a time while the int8 file fails only its macro-F1 check",
+    )
     # Parity of the ONNX files with torch on the parity texts (onnx_<name> for each name in
     # pipeline.model.onnx_export.TOLERANCES); beyond one, `stage` fails and build/hub/model is kept as it was.
     onnx_max_abs_diff_fp32: float = setting(
@@ -108,7 +112,12 @@ class StageConfig:
 
     def onnx_export_config(self) -> OnnxExportConfig:
         tolerances = {name: getattr(self, f"onnx_{name}") for name in ONNX_TOLERANCES}
-        return OnnxExportConfig(quantize=self.onnx_quantize, fp32_nodes=tuple(self.onnx_int8_fp32_nodes), **tolerances)
+        return OnnxExportConfig(
+            quantize=self.onnx_quantize,
+            fp32_nodes=tuple(self.onnx_int8_fp32_nodes),
+            fp32_fallback=tuple(self.onnx_int8_fp32_fallback),
+            **tolerances,
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -291,7 +300,7 @@ def _export_onnx(
     except OnnxParityError as exc:
         tolerances = ", ".join(f"onnx_{name} = {getattr(config, f'onnx_{name}'):g}" for name in ONNX_TOLERANCES)
         note = f"Tolerances: [stage] {tolerances}. The model was not staged; {target} is left as it was."
-        raise OnnxParityError(source, exc.problems, note) from exc
+        raise OnnxParityError(source, exc.problems, note, macro_f1_only=exc.macro_f1_only) from exc
     diffs = {result.fp32_path.name: result.max_abs_diff_fp32}
     if result.int8_path is not None:
         diffs[result.int8_path.name] = result.max_abs_diff_int8
@@ -300,7 +309,7 @@ def _export_onnx(
         "max_abs_diff": diffs,
         "labels_changed": {Path(p.file).name: p.labels_changed for p in result.parity},
         "parity_labels": result.parity[0].labels,
-        "fp32_nodes": list(config.onnx_int8_fp32_nodes),
+        "fp32_nodes": list(result.fp32_nodes),
         "macro_f1_loss": {
             Path(p.file).name: {"attribute": p.macro_f1_loss_attribute, "loss": p.macro_f1_loss, "rows": p.labelled_rows}
             for p in result.parity

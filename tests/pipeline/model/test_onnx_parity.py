@@ -136,3 +136,32 @@ def test_fp32_nodes_keep_exactly_the_matched_matmuls_in_fp32(model_copy):
 def test_an_fp32_pattern_matching_no_node_is_refused_by_name(model_copy):
     with pytest.raises(ValueError, match=r"'/no/such/node' matches no node"):
         export_onnx(model_copy, OnnxExportConfig(fp32_nodes=("/no/such/node",)))
+
+
+def test_fp32_fallback_patterns_are_added_until_the_macro_f1_check_passes(model_copy, seed_sample):
+    fallback = (r".*Gemm", FFN_DOWN, r"Attention_\d+", r".*MatMul")
+    # No macro-F1 loss allowed: only an int8 file as good as torch on these rows passes, which
+    # keeping every quantized node in fp32 guarantees.
+    config = OnnxExportConfig(max_macro_f1_loss_int8=0.0, fp32_fallback=fallback)
+    result = export_onnx(model_copy, config, labelled=seed_sample)
+    assert result.parity[1].macro_f1_loss <= 0.0
+    assert result.fp32_nodes == list(fallback[: len(result.fp32_nodes)])
+    import onnx
+
+    nodes = onnx.load(str(model_copy / ONNX_DIR / ONNX_INT8), load_external_data=False).graph.node
+    # Float nodes, by their source name (a Gemm comes out as the MatMul `<name>_MatMul`).
+    kept = {n.name.removesuffix("_MatMul") for n in nodes if n.op_type in ("MatMul", "Gemm", "Attention")}
+    for pattern in result.fp32_nodes:  # each pattern's nodes are still float, not int8
+        assert any(re.fullmatch(pattern, n) for n in kept)
+
+
+def test_without_fallback_a_macro_f1_miss_fails_the_export_and_leaves_no_file(model_copy, seed_sample):
+    fp32, real = measure_parity(
+        model_copy, [model_copy / ONNX_DIR / ONNX_FP32, model_copy / ONNX_DIR / ONNX_INT8], PARITY_TEXTS, seed_sample
+    )
+    if real.macro_f1_loss <= 0.0:
+        pytest.skip("int8 rounding costs this model no macro-F1 on these rows on this CPU")
+    with pytest.raises(OnnxParityError, match="macro-F1 is") as info:
+        export_onnx(model_copy, OnnxExportConfig(max_macro_f1_loss_int8=0.0), labelled=seed_sample)
+    assert info.value.macro_f1_only
+    assert not (model_copy / ONNX_DIR).exists()
