@@ -320,7 +320,9 @@ def test_interrupt_gives_running_jobs_back(tmp_path, seed_dir, server):
     server.latency_s = 0.3
     build = tmp_path / "build"
     models = write_models(tmp_path / "models.toml", server, generators=("gen-a",), concurrency=2)
-    args = generate_args(build, models, seed_dir, 60)
+    # Enough jobs that a loaded machine cannot finish them all between the second job and the
+    # interrupt (with 60 rows it once did, and exited 0).
+    args = generate_args(build, models, seed_dir, 240)
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipeline", *args],
         cwd=REPO_ROOT,
