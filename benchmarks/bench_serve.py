@@ -32,10 +32,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.space_load import free_port, shown_path  # noqa: E402
+from benchmarks.space_load import free_port, goal_lines, run_record, stop_server  # noqa: E402
 from pipeline.cli.options import show_table  # noqa: E402
 from pipeline.core.config import SEED_DIR  # noqa: E402
-from pipeline.core.host import host_meta  # noqa: E402
 from pipeline.core.io import write_json  # noqa: E402
 from pipeline.core.schema import corpus_files, load_corpus  # noqa: E402
 
@@ -132,10 +131,7 @@ def goals(phases: dict) -> list[dict]:
 
 
 def markdown_table(result: dict) -> str:
-    lines = ["| goal | target | measured | met |", "|---|---|---|---|"]
-    for g in result["goals"]:
-        lines.append(f"| {g['goal']} | {g['target']} | {g['measured']:,} {g['unit']} | "
-                     f"{'yes' if g['met'] else 'no'} |")
+    lines = goal_lines(result["goals"])
     run, long = result["run"], result["phases"]["long"]
     lines.append("")
     lines.append(
@@ -170,19 +166,9 @@ def run(args: argparse.Namespace) -> dict:
                 "batched": timed_batches(client, texts, args.batch, args.batched_s),
             }
     finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_server(process)
     result = {
-        "run": {
-            "command": " ".join(["python", "benchmarks/bench_serve.py", *sys.argv[1:]]),
-            "model_dir": shown_path(args.model_dir), "model": health.get("model"),
-            "backend": health.get("backend"), "threads": args.threads, "host": host_meta(),
-            "load_average_before": load_before, "load_average_after": list(os.getloadavg()),
-            "total_s": round(time.perf_counter() - started, 1),
-        },
+        "run": run_record("benchmarks/bench_serve.py", args, health, load_before, started, threads=args.threads),
         "phases": phases,
     }
     result["goals"] = goals(phases)

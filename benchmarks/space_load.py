@@ -73,6 +73,41 @@ def shown_path(path: Path) -> str:
         return "/".join(Path(path).resolve().parts[-3:])
 
 
+def stop_server(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    """Send `sig` to a benchmarked server, and kill it when it has not exited 30 s later."""
+    process.send_signal(sig)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def run_record(script: str, args: argparse.Namespace, health: dict, load_before: list[float], started: float,
+               **extra) -> dict:
+    """The `run` block of a benchmark's result: its command, the model it served (from the
+    server's health answer), `extra` settings, the host, the load around it and the time."""
+    return {
+        "command": " ".join(["python", script, *sys.argv[1:]]),
+        "model_dir": shown_path(args.model_dir), "model": health.get("model"), "backend": health.get("backend"),
+        **extra,
+        "host": host_meta(),
+        "load_average_before": load_before, "load_average_after": list(os.getloadavg()),
+        "total_s": round(time.perf_counter() - started, 1),
+    }
+
+
+def goal_lines(goals: Sequence[dict]) -> list[str]:
+    """The Markdown table of a benchmark's goals: target, measured value with its unit, met."""
+    lines = ["| goal | target | measured | met |", "|---|---|---|---|"]
+    for g in goals:
+        measured = g["measured"]
+        shown = f"{measured:,}" if isinstance(measured, (int, float)) else str(measured)
+        if g["unit"] and isinstance(measured, (int, float)):
+            shown += f" {g['unit']}" if g["unit"] != "%" else "%"
+        lines.append(f"| {g['goal']} | {g['target']} | {shown} | {'yes' if g['met'] else 'no'} |")
+    return lines
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -493,13 +528,7 @@ def goals(phases: dict) -> list[dict]:
 
 
 def markdown_table(result: dict) -> str:
-    lines = ["| goal | target | measured | met |", "|---|---|---|---|"]
-    for g in result["goals"]:
-        measured = g["measured"]
-        shown = f"{measured:,}" if isinstance(measured, (int, float)) else str(measured)
-        if g["unit"] and isinstance(measured, (int, float)):
-            shown += f" {g['unit']}" if g["unit"] != "%" else "%"
-        lines.append(f"| {g['goal']} | {g['target']} | {shown} | {'yes' if g['met'] else 'no'} |")
+    lines = goal_lines(result["goals"])
     run = result["run"]
     lines.append("")
     lines.append(f"Measured by `benchmarks/space_load.py` on {run['host']['usable_cores']} cores "
@@ -542,22 +571,13 @@ async def run(args: argparse.Namespace) -> dict:
             print(f"{name} ...", flush=True)
             phases[name] = await runs[name]()
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_server(process, signal.SIGINT)
     result = {
-        "run": {
-            "command": " ".join(["python", "benchmarks/space_load.py", *sys.argv[1:]]),
-            "model_dir": shown_path(args.model_dir), "model": health.get("model"),
-            "backend": health.get("backend"), "host": host_meta(),
-            "clients_told_apart_by": "X-Forwarded-For behind one trusted proxy "
-                                     "(LM_ACTION_TRUSTED_PROXIES=1), as on the Hub",
-            "during_s": args.during_s, "soak_s": args.soak_s,
-            "load_average_before": load_before, "load_average_after": list(os.getloadavg()),
-            "total_s": round(time.perf_counter() - total_started, 1),
-        },
+        "run": run_record(
+            "benchmarks/space_load.py", args, health, load_before, total_started,
+            clients_told_apart_by="X-Forwarded-For behind one trusted proxy (LM_ACTION_TRUSTED_PROXIES=1), as on the Hub",
+            during_s=args.during_s, soak_s=args.soak_s,
+        ),
         "phases": phases,
     }
     # The goals need every phase; a run of some phases (while iterating) reports only them.
