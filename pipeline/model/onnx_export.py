@@ -32,6 +32,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from pipeline.core.decision import Thresholds
 from pipeline.core.schema import ATTRIBUTE_NAMES, TEXT
 from pipeline.model.inference import ONNX_DIR, ONNX_FP32, ONNX_INT8
 from pipeline.model.metrics import attribute_metrics, predicted_classes
@@ -349,23 +350,50 @@ def export_variants(
     return written
 
 
+@dataclass(frozen=True)
+class TorchReference:
+    """What the ONNX files are compared with: the torch model's thresholds, its probabilities on
+    the parity texts and its per-attribute metrics on the labelled rows (None without them)."""
+
+    thresholds: Thresholds
+    probs: np.ndarray
+    labelled_metrics: dict | None
+
+
+def torch_reference(model_dir: Path, texts: Sequence[str], labelled: pd.DataFrame | None = None) -> TorchReference:
+    """Score `texts` (and the `labelled` rows) once with the torch model of `model_dir`."""
+    from pipeline.model.inference import Predictor, PredictorConfig
+
+    reference = Predictor(Path(model_dir), PredictorConfig(backend="torch", device="cpu"))
+    metrics = None
+    if labelled is not None and len(labelled):
+        probs = reference.predict_proba(labelled[TEXT].astype(str).tolist())
+        metrics = attribute_metrics(labelled, probs, reference.thresholds)
+    return TorchReference(reference.thresholds, reference.predict_proba(texts), metrics)
+
+
 def measure_parity(
-    model_dir: Path, onnx_paths: Sequence[Path], texts: Sequence[str], labelled: pd.DataFrame | None = None
+    model_dir: Path,
+    onnx_paths: Sequence[Path],
+    texts: Sequence[str],
+    labelled: pd.DataFrame | None = None,
+    reference: TorchReference | None = None,
 ) -> list[OnnxParity]:
     """Each ONNX file against the torch model of `model_dir` on `texts`: the largest probability
-    difference and the attribute labels changed at the model's thresholds. A file ONNX Runtime
+    difference and the attribute labels changed at the model's thresholds. `reference` is the
+    torch side when it was already scored on the same texts and rows. A file ONNX Runtime
     cannot load or run raises `OnnxParityError`."""
     from pipeline.model.inference import Predictor, PredictorConfig
 
     model_dir = Path(model_dir)
-    reference = Predictor(model_dir, PredictorConfig(backend="torch", device="cpu"))
+    if reference is None:
+        reference = torch_reference(model_dir, texts, labelled)
     thresholds = reference.thresholds.as_array()
-    torch_probs = reference.predict_proba(texts)
+    torch_probs = reference.probs
     torch_labels = predicted_classes(torch_probs, thresholds)
-    reference_f1 = None
-    if labelled is not None and len(labelled):
+    reference_f1 = reference.labelled_metrics
+    if reference_f1 is not None:
         labelled_texts = labelled[TEXT].astype(str).tolist()
-        reference_f1 = attribute_metrics(labelled, reference.predict_proba(labelled_texts), reference.thresholds)
     out = []
     for path in map(Path, onnx_paths):
         inside = path.resolve().is_relative_to(model_dir.resolve())
@@ -403,6 +431,7 @@ def check_parity(
     config: OnnxExportConfig,
     parity_texts: Sequence[str] = PARITY_TEXTS,
     labelled: pd.DataFrame | None = None,
+    reference: TorchReference | None = None,
 ) -> list[OnnxParity]:
     """Measure the ONNX files under `model_dir/onnx` against torch (on `parity_texts`, and on the
     `labelled` rows' macro-F1 when given) and raise `OnnxParityError` when one is beyond
@@ -411,7 +440,7 @@ def check_parity(
     fp32, int8 = model_dir / ONNX_DIR / ONNX_FP32, model_dir / ONNX_DIR / ONNX_INT8
     if not fp32.is_file():
         raise FileNotFoundError(f"{fp32}: export the model first (`python -m pipeline stage`)")
-    parity = measure_parity(model_dir, [fp32, int8] if int8.is_file() else [fp32], list(parity_texts), labelled)
+    parity = measure_parity(model_dir, [fp32, int8] if int8.is_file() else [fp32], list(parity_texts), labelled, reference)
     problems = parity[0].problems(config.max_abs_diff_fp32)
     f1_problems: list[str] = []
     if len(parity) > 1:
@@ -448,11 +477,13 @@ def export_onnx(
     if not config.quantize and int8.exists():
         int8.unlink()
     patterns, fallback = list(config.fp32_nodes), list(config.fp32_fallback)
+    # The torch side is scored once, however many int8 files the fallback tries.
+    reference = torch_reference(model_dir, list(parity_texts), labelled)
     while True:
         if config.quantize:
             _quantize(fp32, int8, config.per_channel, config.quantize_ops, config.exclude_nodes, tuple(patterns))
         try:
-            parity = check_parity(model_dir, config, parity_texts, labelled)
+            parity = check_parity(model_dir, config, parity_texts, labelled, reference)
             break
         except OnnxParityError as exc:
             if exc.macro_f1_only and fallback:
