@@ -33,6 +33,7 @@ from pydantic_core import PydanticCustomError
 from pipeline import __version__
 from pipeline.core.decision import Decision, GateResult, gate
 from pipeline.core.schema import ATTRIBUTES, MODEL_OUTPUTS, NO
+from pipeline.model.batcher import CoalescingScorer
 from pipeline.model.inference import Predictor
 
 log = logging.getLogger(__name__)
@@ -111,13 +112,18 @@ class GatedCommand:
 
 
 def gate_commands(
-    predictor: Predictor, commands: Sequence[str], lock: AbstractContextManager
+    predictor: Predictor, commands: Sequence[str], lock: AbstractContextManager | CoalescingScorer
 ) -> list[GatedCommand]:
-    """Clean, score (under `lock`) and gate every command, in order. A long command is read in
-    windows; one not read in full, or with no command in it, is at least `confirm`."""
+    """Clean, score (under `lock`, or through a `CoalescingScorer` with the commands of other
+    callers waiting at the same time) and gate every command, in order. A long command is read
+    in windows; one not read in full, or with no command in it, is at least `confirm`."""
     cleaned = [clean_command(c) for c in commands]
-    with lock:
-        scores = predictor.score([c.text for c in cleaned])
+    texts = [c.text for c in cleaned]
+    if isinstance(lock, CoalescingScorer):
+        scores = lock.score(texts)
+    else:
+        with lock:
+            scores = predictor.score(texts)
     out = []
     for command, probs, windows, full in zip(cleaned, scores.probs, scores.windows, scores.read_in_full):
         full = bool(full) and not command.cut  # NFC can lengthen a text past the limit
@@ -433,14 +439,17 @@ REFUSALS = {
 def create_api(
     predictor: Predictor,
     model_name: str | None = None,
-    lock: AbstractContextManager | None = None,
+    lock: AbstractContextManager | CoalescingScorer | None = None,
     openapi_url: str = "/openapi.json",
 ) -> FastAPI:
     """The gate's HTTP API around a loaded `predictor`. `model_name` is what responses name
     (default: the model folder's name); `lock` serializes model calls (pass the one other users
-    of the same predictor hold; any context manager that holds a lock while it is entered); the schema is served at `openapi_url` and read by `/docs`."""
+    of the same predictor hold: any context manager that holds a lock while it is entered, or
+    their `CoalescingScorer`); concurrent requests' commands are scored together
+    (`pipeline.model.batcher`); the schema is served at `openapi_url` and read by `/docs`."""
     model = model_name or predictor.model_dir.name
-    lock = lock or threading.Lock()
+    if not isinstance(lock, CoalescingScorer):
+        lock = CoalescingScorer(predictor, lock or threading.Lock())
     api = FastAPI(
         title="LM-Action gate",
         version=__version__,

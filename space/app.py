@@ -150,7 +150,7 @@ def space_api(res: SpaceResources) -> "FastAPI":
     return create_api(
         classifier.predictor,
         model_name=res.model_source.ref if res.model_source.kind == "hub" else None,
-        lock=classifier.lock,
+        lock=classifier.singles,
         openapi_url="/v1/openapi.json",
     )
 

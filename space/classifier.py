@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence, TypedDict
 
 from pipeline.core.decision import GateResult
+from pipeline.model.batcher import CoalescingScorer
 from pipeline.model.inference import Predictor
 from pipeline.serve import MAX_COMMAND_CHARS, GatedCommand, clean_command, gate_commands
 from space.fairness import ModelLock
@@ -111,6 +112,9 @@ class CommandClassifier:
     def __init__(self, predictor: Predictor, chunk_rows: int = BATCH_CHUNK_ROWS):
         self.predictor = predictor
         self.lock = ModelLock()
+        # Single commands (the Space's and the HTTP API's) waiting at the same time are scored
+        # in one model call, at single-command priority.
+        self.singles = CoalescingScorer(predictor, self.lock.single)
         self.chunk_rows = chunk_rows
 
     @property
@@ -122,7 +126,7 @@ class CommandClassifier:
         cleaned = clean_command(raw)
         if not cleaned.text:
             return empty_classification(cleaned.notices)
-        (gated,) = gate_commands(self.predictor, [raw], self.lock.single)
+        (gated,) = gate_commands(self.predictor, [raw], self.singles)
         return classification_from_gated(gated)
 
     def _plan(self, raws: Sequence[object]) -> tuple[list[Classification | None], list[list[int]]]:
