@@ -132,6 +132,13 @@ async def work_through(
     beat = asyncio.create_task(heartbeat())
     try:
         await asyncio.gather(*(slot(p, w) for p, w in work.items() for _ in range(w.concurrency)))
+    except asyncio.CancelledError:
+        # Every slot gave its job back; a claim that landed while the cancel went round is
+        # given back here, so an interrupted run leaves nothing running.
+        released = db.release_worker(kind, worker)
+        if released:
+            log.info("%d job(s) still held at the interrupt given back", released)
+        raise
     finally:
         beat.cancel()
     return stats

@@ -151,6 +151,22 @@ class JobClaims(Transactions):
                 == 1
             )
 
+    def release_worker(self, kind: str, worker: str) -> int:
+        """Give back every job of `kind` that `worker` still holds (pending, the attempt not
+        counted): an interrupted worker's last word, for a claim no task was left to release."""
+        with self._begin() as conn:
+            return conn.execute(
+                jobs.update()
+                .where(jobs.c.kind == kind, jobs.c.state == RUNNING, jobs.c.worker == worker)
+                .values(
+                    state=PENDING,
+                    claim_token=None,
+                    lease_until=None,
+                    attempts=jobs.c.attempts - 1,
+                    updated_at=time.time(),
+                )
+            ).rowcount
+
     def requeue_dead_workers(self, kind: str) -> int:
         """Put back the running jobs of workers on this host whose process is gone."""
         with self._begin() as conn:

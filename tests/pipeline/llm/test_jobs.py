@@ -148,6 +148,19 @@ def test_release_gives_a_job_back_without_using_an_attempt(db):
     assert again.attempt == 1
 
 
+def test_release_worker_gives_back_only_that_workers_jobs(db):
+    db.add(GENERATE, [("prov", SPEC), ("prov", SPEC), ("prov", SPEC)], max_attempts=1)
+    mine = [db.claim(GENERATE, ["prov"], "w1", 60), db.claim(GENERATE, ["prov"], "w1", 60)]
+    theirs = db.claim(GENERATE, ["prov"], "w2", 60)
+    assert db.release_worker(GENERATE, "w1") == 2
+    counts = db.job_counts(GENERATE)
+    assert counts[RUNNING] == 1 and counts[PENDING] == 2
+    assert not db.release(mine[0])  # its claim is gone
+    again = db.claim(GENERATE, ["prov"], "w3", 60)
+    assert again.attempt == 1 and again.job_id in {c.job_id for c in mine}
+    assert db.release(theirs)
+
+
 def test_same_text_from_two_jobs_is_stored_once_and_the_repeat_rejected(db):
     db.add(GENERATE, [("prov", SPEC), ("prov", SPEC)], max_attempts=1)
     a = db.claim(GENERATE, ["prov"], "w1", 60)
