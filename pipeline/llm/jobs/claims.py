@@ -133,31 +133,12 @@ class JobClaims(Transactions):
                 .values(lease_until=now + lease_s, updated_at=now)
             ).rowcount
 
-    def release(self, claim: Claim) -> bool:
-        """Give an interrupted job back (pending, the attempt not counted)."""
-        with self._begin() as conn:
-            return (
-                conn.execute(
-                    jobs.update()
-                    .where(jobs.c.id == claim.job_id, jobs.c.claim_token == claim.token)
-                    .values(
-                        state=PENDING,
-                        claim_token=None,
-                        lease_until=None,
-                        attempts=jobs.c.attempts - 1,
-                        updated_at=time.time(),
-                    )
-                ).rowcount
-                == 1
-            )
-
-    def release_worker(self, kind: str, worker: str) -> int:
-        """Give back every job of `kind` that `worker` still holds (pending, the attempt not
-        counted): an interrupted worker's last word, for a claim no task was left to release."""
+    def _give_back(self, *where: sa.ColumnElement[bool]) -> int:
+        """Put the jobs matching `where` back (pending, the attempt not counted); how many."""
         with self._begin() as conn:
             return conn.execute(
                 jobs.update()
-                .where(jobs.c.kind == kind, jobs.c.state == RUNNING, jobs.c.worker == worker)
+                .where(*where)
                 .values(
                     state=PENDING,
                     claim_token=None,
@@ -166,6 +147,15 @@ class JobClaims(Transactions):
                     updated_at=time.time(),
                 )
             ).rowcount
+
+    def release(self, claim: Claim) -> bool:
+        """Give an interrupted job back (pending, the attempt not counted)."""
+        return self._give_back(jobs.c.id == claim.job_id, jobs.c.claim_token == claim.token) == 1
+
+    def release_worker(self, kind: str, worker: str) -> int:
+        """Give back every job of `kind` that `worker` still holds (pending, the attempt not
+        counted): an interrupted worker's last word, for a claim no task was left to release."""
+        return self._give_back(jobs.c.kind == kind, jobs.c.state == RUNNING, jobs.c.worker == worker)
 
     def requeue_dead_workers(self, kind: str) -> int:
         """Put back the running jobs of workers on this host whose process is gone."""
