@@ -31,6 +31,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "all": ("pipeline.cli.run_all", "clean, dedup, split, train, evaluate and stage in one go"),
     "compare": ("pipeline.cli.compare", "one table of several trained models from their reports"),
     "serve": ("pipeline.cli.serve", "serve the gate over HTTP: /v1/classify, /v1/moderations, /healthz"),
+    "transport": ("pipeline.cli.transport", "pack a model without its fixed embeddings as fp16, or unpack one"),
 }
 
 # Stage -> the preset tables it reads (`label` reads its settings from `[generate]`).
