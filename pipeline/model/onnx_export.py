@@ -236,7 +236,8 @@ def _quantize(
     op_types: tuple[str, ...],
     exclude: tuple[str, ...] = (),
     fp32_patterns: tuple[str, ...] = (),
-) -> None:
+) -> int:
+    """Write the dynamic int8 file; returns how many of its nodes run in int8."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -262,6 +263,18 @@ def _quantize(
         nodes_to_exclude=list(exclude),
         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
     )
+    return quantized_node_count(out_path)
+
+
+# The operators dynamic quantization writes in place of a MatMul, Gemm or Attention.
+INT8_OPS = frozenset({"MatMulInteger", "DynamicQuantizeMatMul", "QAttention", "QGemm"})
+
+
+def quantized_node_count(path: Path) -> int:
+    """Nodes of an ONNX file that compute in int8."""
+    import onnx
+
+    return sum(node.op_type in INT8_OPS for node in onnx.load(str(path), load_external_data=False).graph.node)
 
 
 # Alternatives to the default int8 file, for `python -m benchmarks.bench_infer --variants`: which one wins depends on
@@ -479,14 +492,21 @@ def export_onnx(
     patterns, fallback = list(config.fp32_nodes), list(config.fp32_fallback)
     # The torch side is scored once, however many int8 files the fallback tries.
     reference = torch_reference(model_dir, list(parity_texts), labelled)
+    previous: list[str] = []  # why the last recipe tried was not kept
     while True:
+        quantized = None
         if config.quantize:
-            _quantize(fp32, int8, config.per_channel, config.quantize_ops, config.exclude_nodes, tuple(patterns))
+            quantized = _quantize(fp32, int8, config.per_channel, config.quantize_ops, config.exclude_nodes, tuple(patterns))
         try:
+            if quantized == 0:
+                # A fallback that keeps every node in fp32 leaves an fp32 copy named int8.
+                raise OnnxParityError(model_dir, previous + [
+                    f"{ONNX_INT8}: with {patterns} kept in fp32 no node is left in int8"], macro_f1_only=False)
             parity = check_parity(model_dir, config, parity_texts, labelled, reference)
             break
         except OnnxParityError as exc:
             if exc.macro_f1_only and fallback:
+                previous = exc.problems
                 patterns.append(fallback.pop(0))
                 log.warning("%s; int8 again with %s kept in fp32 as well", exc.problems[0], patterns[-1])
                 continue

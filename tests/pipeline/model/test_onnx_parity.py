@@ -19,6 +19,7 @@ from pipeline.model.onnx_export import (
     check_parity,
     export_onnx,
     measure_parity,
+    quantized_node_count,
 )
 
 
@@ -140,12 +141,19 @@ def test_an_fp32_pattern_matching_no_node_is_refused_by_name(model_copy):
 
 def test_fp32_fallback_patterns_are_added_until_the_macro_f1_check_passes(model_copy, seed_sample):
     fallback = (r".*Gemm", FFN_DOWN, r"Attention_\d+", r".*MatMul")
-    # No macro-F1 loss allowed: only an int8 file as good as torch on these rows passes, which
-    # keeping every quantized node in fp32 guarantees.
+    # No macro-F1 loss allowed: a recipe passes only when its int8 file is as good as torch on
+    # these rows; the last fallback keeps every node in fp32, which is no int8 file at all.
     config = OnnxExportConfig(max_macro_f1_loss_int8=0.0, fp32_fallback=fallback)
-    result = export_onnx(model_copy, config, labelled=seed_sample)
+    try:
+        result = export_onnx(model_copy, config, labelled=seed_sample)
+    except OnnxParityError as exc:
+        assert "no node is left in int8" in str(exc)
+        assert any("macro-F1 is" in p for p in exc.problems)  # why the recipe before it failed
+        assert not (model_copy / ONNX_DIR).exists()
+        return
     assert result.parity[1].macro_f1_loss <= 0.0
     assert result.fp32_nodes == list(fallback[: len(result.fp32_nodes)])
+    assert quantized_node_count(model_copy / ONNX_DIR / ONNX_INT8) > 0
     import onnx
 
     nodes = onnx.load(str(model_copy / ONNX_DIR / ONNX_INT8), load_external_data=False).graph.node
@@ -153,6 +161,14 @@ def test_fp32_fallback_patterns_are_added_until_the_macro_f1_check_passes(model_
     kept = {n.name.removesuffix("_MatMul") for n in nodes if n.op_type in ("MatMul", "Gemm", "Attention")}
     for pattern in result.fp32_nodes:  # each pattern's nodes are still float, not int8
         assert any(re.fullmatch(pattern, n) for n in kept)
+
+
+def test_a_recipe_that_keeps_every_node_in_fp32_is_no_int8_file(model_copy):
+    assert quantized_node_count(model_copy / ONNX_DIR / ONNX_INT8) > 0
+    everything = (r".*MatMul", r"Attention_\d+", r".*Gemm")
+    with pytest.raises(OnnxParityError, match="no node is left in int8"):
+        export_onnx(model_copy, OnnxExportConfig(fp32_nodes=everything))
+    assert not (model_copy / ONNX_DIR).exists()
 
 
 def test_without_fallback_a_macro_f1_miss_fails_the_export_and_leaves_no_file(model_copy, seed_sample):
